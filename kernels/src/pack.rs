@@ -1,0 +1,215 @@
+//! Packing of the B operand (weights, or K/V codes in attention) into the one layout every ISA reads:
+//! panels of 16 output channels, K in groups of 4 bytes per channel (one zmm / four q-registers per
+//! group). Column sums and the code range are taken here, once, so zero points never enter the inner
+//! loop and the AVX2 path can prove when `vpmaddubsw` cannot saturate.
+
+use crate::error::{KernelError, Result};
+use crate::mat::MatRef;
+
+/// Output channels per panel.
+pub const NR: usize = 16;
+/// K values per group (one `vpdpbusd`/`sdot` lane step).
+pub const KG: usize = 4;
+/// Bytes per packed group block: 16 channels × 4 K values.
+pub const BLOCK: usize = NR * KG;
+
+/// Element format of packed B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// One signed byte per code, −128..127.
+    S8,
+    /// Two signed nibbles per byte, −8..7: group `2h` in the low nibble, `2h + 1` in the high one.
+    S4,
+}
+
+/// B packed for the GEMM kernels. Logical shape `[N, K]` (one row per output channel).
+#[derive(Clone, Debug)]
+pub struct PackedB {
+    format: WeightFormat,
+    n: usize,
+    k: usize,
+    k_padded: usize,
+    panels: usize,
+    buf: Vec<u8>,
+    offset: usize,
+    colsum: Vec<i32>,
+    zero_point: i32,
+    min_code: i32,
+    max_code: i32,
+}
+
+impl PackedB {
+    /// Packs signed 8-bit weights given as `[N, K]` (PyTorch `Linear.weight` layout).
+    pub fn pack_s8(w: MatRef<'_, i8>) -> Result<Self> {
+        Self::pack_with(WeightFormat::S8, w.rows(), w.cols(), 0, |n, k| w.get(n, k))
+    }
+
+    /// Packs signed 4-bit weights (codes −8..7, one per `i8`) given as `[N, K]`.
+    pub fn pack_s4(w: MatRef<'_, i8>) -> Result<Self> {
+        for n in 0..w.rows() {
+            if let Some(&bad) = w.row(n).iter().find(|&&v| !(-8..=7).contains(&v)) {
+                return Err(KernelError::Range(format!(
+                    "4-bit weight code {bad} in row {n} is outside -8..7"
+                )));
+            }
+        }
+        Self::pack_with(WeightFormat::S4, w.rows(), w.cols(), 0, |n, k| w.get(n, k))
+    }
+
+    /// Packs unsigned activation codes used as B with zero point `zero_point`, given as `[N, K]`
+    /// (attention keys: `B[n, k] = K[token n, dim k]`). Codes are stored as `code − 128`.
+    pub fn pack_u8_nk(b: MatRef<'_, u8>, zero_point: u8) -> Result<Self> {
+        Self::pack_with(
+            WeightFormat::S8,
+            b.rows(),
+            b.cols(),
+            zero_point as i32 - 128,
+            |n, k| (b.get(n, k) ^ 0x80) as i8,
+        )
+    }
+
+    /// Packs unsigned activation codes used as B, given as `[K, N]` (attention values:
+    /// `B[n, k] = V[token k, dim n]`). Codes are stored as `code − 128`.
+    pub fn pack_u8_kn(b: MatRef<'_, u8>, zero_point: u8) -> Result<Self> {
+        Self::pack_with(
+            WeightFormat::S8,
+            b.cols(),
+            b.rows(),
+            zero_point as i32 - 128,
+            |n, k| (b.get(k, n) ^ 0x80) as i8,
+        )
+    }
+
+    fn pack_with(
+        format: WeightFormat,
+        n: usize,
+        k: usize,
+        zero_point: i32,
+        get: impl Fn(usize, usize) -> i8,
+    ) -> Result<Self> {
+        if n == 0 || k == 0 {
+            return Err(KernelError::Shape(format!(
+                "cannot pack an empty B ({n}x{k})"
+            )));
+        }
+        if k > crate::MAX_K {
+            return Err(KernelError::Shape(format!(
+                "K = {k} exceeds the supported maximum {}",
+                crate::MAX_K
+            )));
+        }
+        let kstep = match format {
+            WeightFormat::S8 => KG,
+            WeightFormat::S4 => 2 * KG,
+        };
+        let k_padded = k.div_ceil(kstep) * kstep;
+        let panels = n.div_ceil(NR);
+        let groups = k_padded / KG;
+        let panel_bytes = match format {
+            WeightFormat::S8 => groups * BLOCK,
+            WeightFormat::S4 => groups / 2 * BLOCK,
+        };
+        let len = panels * panel_bytes;
+        let buf = vec![0u8; len + 64];
+        let offset = buf.as_ptr().align_offset(64).min(64);
+        let mut packed = Self {
+            format,
+            n,
+            k,
+            k_padded,
+            panels,
+            buf,
+            offset,
+            colsum: vec![0; panels * NR],
+            zero_point,
+            min_code: 0,
+            max_code: 0,
+        };
+        let (mut lo, mut hi) = (i32::MAX, i32::MIN);
+        let data = &mut packed.buf[offset..offset + len];
+        for nn in 0..n {
+            let (p, j) = (nn / NR, nn % NR);
+            let mut sum = 0i32;
+            for kk in 0..k {
+                let v = get(nn, kk);
+                sum += v as i32;
+                lo = lo.min(v as i32);
+                hi = hi.max(v as i32);
+                let (g, i) = (kk / KG, kk % KG);
+                match format {
+                    WeightFormat::S8 => data[p * panel_bytes + g * BLOCK + j * KG + i] = v as u8,
+                    WeightFormat::S4 => {
+                        let byte = &mut data[p * panel_bytes + (g / 2) * BLOCK + j * KG + i];
+                        let nib = (v as u8) & 0x0F;
+                        if g % 2 == 0 {
+                            *byte = (*byte & 0xF0) | nib;
+                        } else {
+                            *byte = (*byte & 0x0F) | (nib << 4);
+                        }
+                    }
+                }
+            }
+            packed.colsum[nn] = sum;
+        }
+        packed.min_code = lo;
+        packed.max_code = hi;
+        Ok(packed)
+    }
+
+    pub fn format(&self) -> WeightFormat {
+        self.format
+    }
+    /// Output channels.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Reduction length (true, unpadded).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// K rounded up to the packing step (4 for S8, 8 for S4); the padding holds zero codes.
+    pub fn k_padded(&self) -> usize {
+        self.k_padded
+    }
+    pub fn panels(&self) -> usize {
+        self.panels
+    }
+    /// Bytes of one panel.
+    pub fn panel_bytes(&self) -> usize {
+        match self.format {
+            WeightFormat::S8 => self.k_padded / KG * BLOCK,
+            WeightFormat::S4 => self.k_padded / KG / 2 * BLOCK,
+        }
+    }
+    /// The packed bytes, 64-byte aligned, `panels × panel_bytes` long.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.offset..self.offset + self.panels * self.panel_bytes()]
+    }
+    /// Σ_k B[n, k] of the stored codes, padded with zeros to `panels × 16`.
+    pub fn colsum(&self) -> &[i32] {
+        &self.colsum
+    }
+    /// Zero point of the stored codes (0 for weights; `z − 128` for packed u8 activations).
+    pub fn zero_point(&self) -> i32 {
+        self.zero_point
+    }
+    /// Largest |code| stored.
+    pub fn max_abs_code(&self) -> i32 {
+        self.min_code.abs().max(self.max_code.abs())
+    }
+    /// The code of logical element `(n, k)`, read back from the packed layout.
+    pub fn code(&self, n: usize, k: usize) -> i8 {
+        let pb = self.panel_bytes();
+        let (p, j) = (n / NR, n % NR);
+        let (g, i) = (k / KG, k % KG);
+        let data = self.data();
+        match self.format {
+            WeightFormat::S8 => data[p * pb + g * BLOCK + j * KG + i] as i8,
+            WeightFormat::S4 => {
+                let byte = data[p * pb + (g / 2) * BLOCK + j * KG + i];
+                let nib = if g % 2 == 0 { byte << 4 } else { byte & 0xF0 };
+                (nib as i8) >> 4
+            }
+        }
+    }
+}
