@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Every test osq has: formatting and lints, the workspace tests on x86-64 (every ISA this CPU has,
+# against the scalar reference), the real-model checks, and the kernels under qemu-aarch64 with and
+# without dotprod. Run tools/setup.sh once first on a fresh machine (CI does).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy (x86-64)"
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+if [ -x tools/ref_fp32.sh ]; then
+  step "numpy FP32 reference of all-MiniLM-L6-v2"
+  tools/ref_fp32.sh
+fi
+
+step "tests (x86-64; ISAs here: $(grep -o -w -E 'avx2|avx512_vnni' /proc/cpuinfo | sort -u | tr '\n' ' '))"
+cargo test --workspace --release
+
+if [ -x tools/test-aarch64.sh ]; then
+  step "tests (aarch64 under qemu, with and without dotprod)"
+  tools/test-aarch64.sh
+fi
