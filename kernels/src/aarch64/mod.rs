@@ -1,5 +1,6 @@
-//! aarch64 kernels, one file per ISA.
+//! aarch64 kernels, one file per ISA, sharing the NEON epilogue.
 
+mod epilogue;
 mod neon;
 mod neon_dotprod;
 
