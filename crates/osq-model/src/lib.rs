@@ -1,1 +1,18 @@
-//! osq model.
+//! osq-model: BERT loading, the FP32 reference forward and (later) the quantized graph.
+//!
+//! FP32 half: [`config`] (HF `config.json`), [`weights`] (safetensors → owned `f32`),
+//! [`tokenize`] (padded batches), [`fp32`] (forward with observation hooks, pooling, heads),
+//! [`testing`] (deterministic tiny checkpoints for tests of every crate).
+
+pub mod config;
+pub mod error;
+pub mod fp32;
+pub mod testing;
+pub mod tokenize;
+pub mod weights;
+
+pub use config::BertConfig;
+pub use error::{ModelError, Result};
+pub use fp32::{Exec, Site};
+pub use tokenize::{Batch, Tokenizer};
+pub use weights::{BertModel, BertWeights, LayerNormW, Linear};

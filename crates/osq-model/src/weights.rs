@@ -1,0 +1,447 @@
+//! BERT weights from a `model.safetensors` checkpoint.
+//!
+//! The file is memory-mapped, every tensor is looked up by name (with or without the `bert.`
+//! prefix of `BertFor*` checkpoints, and the old `LayerNorm.gamma/beta` spelling) and its
+//! shape checked against `config.json` before it is converted to `f32`. The weights are owned
+//! `Vec<f32>` with public fields because calibration rewrites copies of them (γ migration,
+//! OS+ shifting and scaling). Linear weights keep PyTorch's `[out, in]` row-major layout.
+
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+
+use crate::config::BertConfig;
+use crate::error::{ModelError, Result};
+
+/// A dense layer `y = x·Wᵀ + b`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linear {
+    /// `[out_features, in_features]`, row-major (PyTorch layout).
+    pub weight: Vec<f32>,
+    /// `[out_features]`.
+    pub bias: Vec<f32>,
+    pub out_features: usize,
+    pub in_features: usize,
+}
+
+/// LayerNorm parameters `γ`, `β` and its epsilon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerNormW {
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub eps: f32,
+}
+
+/// Embedding tables and the embedding LayerNorm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// `[vocab_size, hidden]`.
+    pub word: Vec<f32>,
+    /// `[max_position_embeddings, hidden]`.
+    pub position: Vec<f32>,
+    /// `[type_vocab_size, hidden]`.
+    pub token_type: Vec<f32>,
+    pub ln: LayerNormW,
+}
+
+/// One encoder layer (post-LN BERT).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerWeights {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    /// Attention output dense (`attention.output.dense`).
+    pub attn_out: Linear,
+    /// LayerNorm after the attention residual (`attention.output.LayerNorm`).
+    pub attn_ln: LayerNormW,
+    /// `intermediate.dense`: hidden → intermediate.
+    pub ffn1: Linear,
+    /// `output.dense`: intermediate → hidden.
+    pub ffn2: Linear,
+    /// LayerNorm after the FFN residual (`output.LayerNorm`).
+    pub ffn_ln: LayerNormW,
+}
+
+/// All weights of a BERT encoder plus the optional pooler and classifier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BertWeights {
+    pub config: BertConfig,
+    pub embeddings: Embeddings,
+    pub layers: Vec<LayerWeights>,
+    /// `pooler.dense` (tanh applied on the `[CLS]` row), if the checkpoint has it.
+    pub pooler: Option<Linear>,
+    /// `classifier` (`[num_labels, hidden]`), if the checkpoint has it.
+    pub classifier: Option<Linear>,
+}
+
+impl BertWeights {
+    /// Load `config.json` and `model.safetensors` from a model directory.
+    pub fn load_dir(dir: &Path) -> Result<Self> {
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        Self::from_safetensors(&dir.join("model.safetensors"), config)
+    }
+
+    /// Load the tensors of `path` for the given config.
+    pub fn from_safetensors(path: &Path, config: BertConfig) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+        // SAFETY: the mapping is read-only and only lives during this call; the usual caveat
+        // of memory maps (another process truncating the file) is accepted, as in HF loaders.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
+        let st = SafeTensors::deserialize(&mmap).map_err(|e| ModelError::Safetensors {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        let r = Reader {
+            path: path.to_path_buf(),
+            st: &st,
+        };
+        let c = &config;
+        let h = c.hidden_size;
+        let eps = c.layer_norm_eps;
+        let embeddings = Embeddings {
+            word: r.get("embeddings.word_embeddings.weight", &[c.vocab_size, h])?,
+            position: r.get(
+                "embeddings.position_embeddings.weight",
+                &[c.max_position_embeddings, h],
+            )?,
+            token_type: r.get(
+                "embeddings.token_type_embeddings.weight",
+                &[c.type_vocab_size, h],
+            )?,
+            ln: r.layer_norm("embeddings.LayerNorm", h, eps)?,
+        };
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for l in 0..c.num_hidden_layers {
+            let p = format!("encoder.layer.{l}");
+            layers.push(LayerWeights {
+                query: r.linear(&format!("{p}.attention.self.query"), h, h)?,
+                key: r.linear(&format!("{p}.attention.self.key"), h, h)?,
+                value: r.linear(&format!("{p}.attention.self.value"), h, h)?,
+                attn_out: r.linear(&format!("{p}.attention.output.dense"), h, h)?,
+                attn_ln: r.layer_norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
+                ffn1: r.linear(&format!("{p}.intermediate.dense"), c.intermediate_size, h)?,
+                ffn2: r.linear(&format!("{p}.output.dense"), h, c.intermediate_size)?,
+                ffn_ln: r.layer_norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+            });
+        }
+        let pooler = if r.find("pooler.dense.weight").is_some() {
+            Some(r.linear("pooler.dense", h, h)?)
+        } else {
+            None
+        };
+        let classifier = match r.find("classifier.weight") {
+            Some(name) => {
+                let shape = r.shape(&name)?;
+                let labels = match shape.as_slice() {
+                    [n, _] if *n > 0 => *n,
+                    _ => {
+                        return Err(ModelError::Shape {
+                            path: path.to_path_buf(),
+                            tensor: name,
+                            expected: vec![0, h],
+                            actual: shape,
+                        })
+                    }
+                };
+                if pooler.is_none() {
+                    return Err(ModelError::MissingTensor {
+                        path: path.to_path_buf(),
+                        tensor: "pooler.dense.weight".into(),
+                        tried: "pooler.dense.weight, bert.pooler.dense.weight (a classifier needs the pooler)".into(),
+                    });
+                }
+                Some(r.linear("classifier", labels, h)?)
+            }
+            None => None,
+        };
+        Ok(BertWeights {
+            config,
+            embeddings,
+            layers,
+            pooler,
+            classifier,
+        })
+    }
+
+    /// Number of labels of the classification head, if any.
+    pub fn num_labels(&self) -> Option<usize> {
+        self.classifier.as_ref().map(|c| c.out_features)
+    }
+}
+
+struct Reader<'a, 'd> {
+    path: PathBuf,
+    st: &'a SafeTensors<'d>,
+}
+
+impl Reader<'_, '_> {
+    fn candidates(name: &str) -> Vec<String> {
+        let mut v = vec![name.to_string(), format!("bert.{name}")];
+        // Old TF-converted checkpoints spell LayerNorm parameters gamma/beta.
+        for (new, old) in [
+            ("LayerNorm.weight", "LayerNorm.gamma"),
+            ("LayerNorm.bias", "LayerNorm.beta"),
+        ] {
+            if let Some(stem) = name.strip_suffix(new) {
+                v.push(format!("{stem}{old}"));
+                v.push(format!("bert.{stem}{old}"));
+            }
+        }
+        v
+    }
+
+    fn find(&self, name: &str) -> Option<String> {
+        Self::candidates(name)
+            .into_iter()
+            .find(|n| self.st.tensor(n).is_ok())
+    }
+
+    fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        let t = self.st.tensor(name).map_err(|e| ModelError::Safetensors {
+            path: self.path.clone(),
+            msg: e.to_string(),
+        })?;
+        Ok(t.shape().to_vec())
+    }
+
+    fn get(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let found = self.find(name).ok_or_else(|| ModelError::MissingTensor {
+            path: self.path.clone(),
+            tensor: name.to_string(),
+            tried: Self::candidates(name).join(", "),
+        })?;
+        let t = self
+            .st
+            .tensor(&found)
+            .map_err(|e| ModelError::Safetensors {
+                path: self.path.clone(),
+                msg: e.to_string(),
+            })?;
+        if t.shape() != expected {
+            return Err(ModelError::Shape {
+                path: self.path.clone(),
+                tensor: found,
+                expected: expected.to_vec(),
+                actual: t.shape().to_vec(),
+            });
+        }
+        convert_to_f32(t.dtype(), t.data()).ok_or_else(|| ModelError::Dtype {
+            path: self.path.clone(),
+            tensor: found,
+            dtype: format!("{:?}", t.dtype()),
+        })
+    }
+
+    fn linear(&self, prefix: &str, out: usize, inp: usize) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.get(&format!("{prefix}.weight"), &[out, inp])?,
+            bias: self.get(&format!("{prefix}.bias"), &[out])?,
+            out_features: out,
+            in_features: inp,
+        })
+    }
+
+    fn layer_norm(&self, prefix: &str, h: usize, eps: f32) -> Result<LayerNormW> {
+        Ok(LayerNormW {
+            gamma: self.get(&format!("{prefix}.weight"), &[h])?,
+            beta: self.get(&format!("{prefix}.bias"), &[h])?,
+            eps,
+        })
+    }
+}
+
+/// Convert little-endian tensor bytes to `f32`. `None` for dtypes we do not handle.
+/// The byte length is guaranteed by safetensors to match shape × dtype size.
+pub fn convert_to_f32(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// A model directory loaded at once: config, weights and tokenizer.
+#[derive(Debug)]
+pub struct BertModel {
+    pub weights: BertWeights,
+    pub tokenizer: crate::tokenize::Tokenizer,
+}
+
+impl BertModel {
+    /// Load `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let weights = BertWeights::load_dir(dir)?;
+        let tokenizer = crate::tokenize::Tokenizer::from_file(
+            &dir.join("tokenizer.json"),
+            weights.config.max_position_embeddings,
+        )?;
+        Ok(BertModel { weights, tokenizer })
+    }
+
+    pub fn config(&self) -> &BertConfig {
+        &self.weights.config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{
+        temp_dir, tiny_tensors, tiny_vocab, write_safetensors, write_tiny_bert_with,
+        TinyBertOptions,
+    };
+
+    #[test]
+    fn dtype_conversion() {
+        let xs = [1.0f32, -2.5, 0.333_333_34, 65504.0, 1e-3];
+        let b: Vec<u8> = xs
+            .iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+            .collect();
+        let y = convert_to_f32(Dtype::F16, &b).unwrap();
+        for (x, y) in xs.iter().zip(&y) {
+            assert!((x - y).abs() <= x.abs() * 1e-3, "{x} {y}");
+        }
+        assert_eq!(y[0], 1.0);
+        assert_eq!(y[1], -2.5);
+        let b: Vec<u8> = xs
+            .iter()
+            .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+            .collect();
+        let y = convert_to_f32(Dtype::BF16, &b).unwrap();
+        for (x, y) in xs.iter().zip(&y) {
+            assert!((x - y).abs() <= x.abs() * 8e-3, "{x} {y}");
+        }
+        // bf16 bit pattern 0x3FC0 = 1.5
+        assert_eq!(
+            convert_to_f32(Dtype::BF16, &[0xC0, 0x3F]).unwrap(),
+            vec![1.5]
+        );
+        // f16 bit pattern 0xC000 = -2
+        assert_eq!(
+            convert_to_f32(Dtype::F16, &[0x00, 0xC0]).unwrap(),
+            vec![-2.0]
+        );
+        let b: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert_eq!(convert_to_f32(Dtype::F32, &b).unwrap(), xs.to_vec());
+        assert!(convert_to_f32(Dtype::I64, &[0; 8]).is_none());
+    }
+
+    #[test]
+    fn f16_bf16_checkpoints_load_close_to_f32() {
+        let mut loaded = Vec::new();
+        for dt in [Dtype::F32, Dtype::F16, Dtype::BF16] {
+            let d = temp_dir("dtype").unwrap();
+            let o = TinyBertOptions {
+                seed: 3,
+                dtype: dt,
+                ..Default::default()
+            };
+            write_tiny_bert_with(&d, &o).unwrap();
+            loaded.push(BertWeights::load_dir(&d).unwrap());
+            std::fs::remove_dir_all(&d).ok();
+        }
+        let (a, h, b) = (&loaded[0], &loaded[1], &loaded[2]);
+        let wa = &a.layers[1].ffn1.weight;
+        for (tol, other) in [(1e-3f32, h), (8e-3, b)] {
+            let wo = &other.layers[1].ffn1.weight;
+            for (x, y) in wa.iter().zip(wo) {
+                assert!((x - y).abs() <= x.abs() * tol + 1e-6, "{x} {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn loads_prefixed_and_unprefixed() {
+        for prefix in [true, false] {
+            let d = temp_dir("prefix").unwrap();
+            let o = TinyBertOptions {
+                bert_prefix: prefix,
+                num_labels: None,
+                pooler: prefix,
+                ..Default::default()
+            };
+            write_tiny_bert_with(&d, &o).unwrap();
+            let w = BertWeights::load_dir(&d).unwrap();
+            assert_eq!(w.layers.len(), 2);
+            assert_eq!(w.layers[0].ffn1.out_features, 64);
+            assert_eq!(w.layers[0].ffn2.in_features, 64);
+            assert_eq!(w.pooler.is_some(), prefix);
+            assert!(w.classifier.is_none());
+            std::fs::remove_dir_all(&d).ok();
+        }
+        let d = temp_dir("cls").unwrap();
+        write_tiny_bert_with(&d, &TinyBertOptions::default()).unwrap();
+        let w = BertWeights::load_dir(&d).unwrap();
+        assert_eq!(w.num_labels(), Some(2));
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn wrong_shape_names_file_tensor_and_shapes() {
+        let d = temp_dir("shape").unwrap();
+        let o = TinyBertOptions::default();
+        write_tiny_bert_with(&d, &o).unwrap();
+        let mut ts = tiny_tensors(&o, tiny_vocab().len());
+        let victim = "bert.encoder.layer.1.attention.self.key.weight";
+        let t = ts.iter_mut().find(|t| t.0 == victim).unwrap();
+        t.1 = vec![32, 31];
+        t.2.truncate(32 * 31);
+        let st = d.join("model.safetensors");
+        write_safetensors(&st, &ts, Dtype::F32).unwrap();
+        let e = BertWeights::load_dir(&d).unwrap_err().to_string();
+        assert!(e.contains(victim), "{e}");
+        assert!(e.contains("[32, 32]") && e.contains("[32, 31]"), "{e}");
+        assert!(e.contains("model.safetensors"), "{e}");
+
+        // missing tensor
+        let ts: Vec<_> = tiny_tensors(&o, tiny_vocab().len())
+            .into_iter()
+            .filter(|t| t.0 != "bert.encoder.layer.0.output.LayerNorm.bias")
+            .collect();
+        write_safetensors(&st, &ts, Dtype::F32).unwrap();
+        let e = BertWeights::load_dir(&d).unwrap_err().to_string();
+        assert!(e.contains("encoder.layer.0.output.LayerNorm.bias"), "{e}");
+        assert!(e.contains("not found"), "{e}");
+
+        // garbage file
+        std::fs::write(&st, b"not a safetensors file").unwrap();
+        let e = BertWeights::load_dir(&d).unwrap_err().to_string();
+        assert!(e.contains("model.safetensors"), "{e}");
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn old_gamma_beta_names_accepted() {
+        let d = temp_dir("gamma").unwrap();
+        let o = TinyBertOptions::default();
+        write_tiny_bert_with(&d, &o).unwrap();
+        let ts: Vec<_> = tiny_tensors(&o, tiny_vocab().len())
+            .into_iter()
+            .map(|mut t| {
+                t.0 =
+                    t.0.replace("LayerNorm.weight", "LayerNorm.gamma")
+                        .replace("LayerNorm.bias", "LayerNorm.beta");
+                t
+            })
+            .collect();
+        write_safetensors(&d.join("model.safetensors"), &ts, Dtype::F32).unwrap();
+        let w = BertWeights::load_dir(&d).unwrap();
+        assert_eq!(w.layers[1].attn_ln.gamma.len(), 32);
+        std::fs::remove_dir_all(&d).ok();
+    }
+}
