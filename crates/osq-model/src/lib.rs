@@ -16,3 +16,4 @@ pub use error::{ModelError, Result};
 pub use fp32::{Exec, Site};
 pub use tokenize::{Batch, Tokenizer};
 pub use weights::{BertModel, BertWeights, LayerNormW, Linear};
+pub mod quant;

@@ -1,0 +1,492 @@
+//! The integer executor: weights packed once at load, batched ragged input (padding tokens are
+//! never computed), Q/K/V/FFN GEMMs on osq-kernels with the zero points and biases folded into
+//! the epilogue, attention per (sequence, head) on in-place strided views of Q/K/V, integer
+//! softmax/LayerNorm/GELU. No floating point between the token ids and the final codes; float
+//! appears only in the sentence embedding (mean pooling of dequantized codes, L2 norm).
+//! Threads: the ambient rayon pool (GEMMs split tiles, attention runs (sequence, head) tasks).
+
+use osq_kernels::{gemm, Epilogue, GemmOptions, Isa, MatMut, MatRef, Output, PackedB, Requant};
+use rayon::prelude::*;
+
+use crate::error::{ModelError, Result};
+use crate::tokenize::Batch;
+
+use super::graph::{QLinear, QuantModel};
+use super::nonlin::sat_i32;
+use super::reference::check_ids;
+use super::trace::Trace;
+use super::Node;
+
+/// Options of one forward call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IntOptions {
+    /// Force a kernel ISA (`None`: the active one).
+    pub isa: Option<Isa>,
+    /// Capture the codes of every node (costs copies).
+    pub trace: bool,
+}
+
+/// Result of a batch: final hidden codes of the valid tokens, sequences concatenated.
+#[derive(Clone, Debug, Default)]
+pub struct IntOutput {
+    /// `[Σ lengths, hidden]`.
+    pub hidden: Vec<u8>,
+    /// Token offset of each sequence in `hidden`.
+    pub offsets: Vec<usize>,
+    pub lengths: Vec<usize>,
+    /// One trace per sequence when requested.
+    pub traces: Option<Vec<Trace>>,
+}
+
+impl IntOutput {
+    /// Final codes `[L, hidden]` of sequence `b`.
+    pub fn sequence(&self, b: usize, hidden: usize) -> &[u8] {
+        &self.hidden[self.offsets[b] * hidden..(self.offsets[b] + self.lengths[b]) * hidden]
+    }
+}
+
+struct IntLayer {
+    /// Q, K and V weights stacked `[3H, H]`: one GEMM with per-channel multipliers.
+    qkv: PackedB,
+    qkv_requant: Requant,
+    attn_out: PackedB,
+    ffn1: PackedB,
+    ffn2: PackedB,
+}
+
+/// A quantized model ready to run on integers.
+pub struct IntegerModel {
+    qm: QuantModel,
+    layers: Vec<IntLayer>,
+}
+
+fn pack(lin: &QLinear, four_bit: bool, what: &str) -> Result<PackedB> {
+    pack_codes(&lin.w.codes, lin.n(), lin.k(), four_bit, what)
+}
+
+fn pack_codes(codes: &[i8], n: usize, k: usize, four_bit: bool, what: &str) -> Result<PackedB> {
+    let m = MatRef::new(codes, n, k, k).map_err(|e| ModelError::Input(format!("{what}: {e}")))?;
+    if four_bit {
+        PackedB::pack_s4(m)
+    } else {
+        PackedB::pack_s8(m)
+    }
+    .map_err(|e| ModelError::Input(format!("{what}: {e}")))
+}
+
+fn kerr(what: &str) -> impl Fn(osq_kernels::KernelError) -> ModelError + '_ {
+    move |e| ModelError::Input(format!("{what}: {e}"))
+}
+
+/// Rows per rayon task for the per-token loops.
+const ROWS_PER_TASK: usize = 16;
+
+impl IntegerModel {
+    /// Packs every weight matrix once (S8 for 8/6-bit weights, S4 for 4-bit).
+    pub fn new(qm: QuantModel) -> Result<Self> {
+        let four = qm.params.bits.weight_bits() == 4;
+        let layers = qm
+            .params
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(l, lp)| {
+                let w = |s: &str| format!("layer {l} {s}");
+                let ld = &qm.layers[l];
+                let mut codes = lp.query.w.codes.clone();
+                codes.extend_from_slice(&lp.key.w.codes);
+                codes.extend_from_slice(&lp.value.w.codes);
+                let (n, k) = (lp.query.n(), lp.query.k());
+                let (mut m0, mut sh) = (Vec::new(), Vec::new());
+                for d in [&ld.query, &ld.key, &ld.value] {
+                    m0.extend_from_slice(&d.requant.m0()[..n]);
+                    sh.extend_from_slice(&d.requant.shift()[..n]);
+                }
+                Ok(IntLayer {
+                    qkv: pack_codes(&codes, 3 * n, k, four, &w("query/key/value"))?,
+                    qkv_requant: Requant::from_parts(&m0, &sh, 0, 0, 0)
+                        .map_err(kerr(&w("QKV requant")))?,
+                    attn_out: pack(&lp.attn_out, four, &w("attention output"))?,
+                    ffn1: pack(&lp.ffn1, four, &w("FFN1"))?,
+                    ffn2: pack(&lp.ffn2, four, &w("FFN2"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(IntegerModel { qm, layers })
+    }
+
+    pub fn quant(&self) -> &QuantModel {
+        &self.qm
+    }
+
+    /// `out = rq(Σ (x − za)·w)` saturated to i32 (bias added by the caller at fixed point).
+    #[allow(clippy::too_many_arguments)]
+    fn linear_fixed(
+        &self,
+        x: &[u8],
+        rows: usize,
+        za: u8,
+        b: &PackedB,
+        requant: &Requant,
+        out: &mut [i32],
+        gopt: &GemmOptions,
+        what: &str,
+    ) -> Result<()> {
+        let (k, n) = (b.k(), b.n());
+        gemm(
+            MatRef::new(x, rows, k, k).map_err(kerr(what))?,
+            b,
+            &Epilogue {
+                a_zero: za,
+                bias: None,
+            },
+            Output::Fixed {
+                out: MatMut::new(out, rows, n, n).map_err(kerr(what))?,
+                requant,
+            },
+            gopt,
+        )
+        .map_err(kerr(what))
+    }
+
+    /// Runs a padded batch; padding tokens are dropped before any computation.
+    pub fn forward(&self, batch: &Batch, opts: &IntOptions) -> Result<IntOutput> {
+        batch.validate()?;
+        let p = &self.qm.params;
+        let c = &p.config;
+        let (h, inter, heads, dh) = (
+            c.hidden_size,
+            c.intermediate_size,
+            c.num_attention_heads,
+            c.head_dim(),
+        );
+        let nb = batch.batch;
+        let mut ids = Vec::new();
+        let mut types = Vec::new();
+        let mut pos = Vec::new();
+        let mut offsets = Vec::with_capacity(nb);
+        for b in 0..nb {
+            let row = b * batch.seq_len;
+            let len = batch.lengths[b];
+            check_ids(
+                &self.qm.params.config,
+                &batch.ids[row..row + len],
+                &batch.type_ids[row..row + len],
+            )?;
+            offsets.push(ids.len());
+            ids.extend_from_slice(&batch.ids[row..row + len]);
+            types.extend_from_slice(&batch.type_ids[row..row + len]);
+            pos.extend(0..len);
+        }
+        let t_all = ids.len();
+        let lengths = batch.lengths.clone();
+        let mut traces = opts.trace.then(|| vec![Trace::new(p.layers.len()); nb]);
+        let capture =
+            |traces: &mut Option<Vec<Trace>>, l: usize, n: Node, buf: &[u8], width: usize| {
+                if let Some(ts) = traces.as_mut() {
+                    for (b, t) in ts.iter_mut().enumerate() {
+                        let s = offsets[b] * width;
+                        t.set(l, n, buf[s..s + lengths[b] * width].to_vec());
+                    }
+                }
+            };
+        if t_all == 0 {
+            return Ok(IntOutput {
+                hidden: vec![],
+                offsets,
+                lengths,
+                traces,
+            });
+        }
+        let gopt = GemmOptions {
+            isa: opts.isa,
+            parallel: true,
+        };
+        let inner = GemmOptions {
+            isa: opts.isa,
+            parallel: false,
+        };
+
+        // Embeddings → fixed-point sum → LN (node 1).
+        let emb = &self.qm.emb;
+        let mut x = vec![0u8; t_all * h];
+        x.par_chunks_mut(h * ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(ci, xo)| {
+                let mut r = vec![0i32; h];
+                for (ti, xr) in xo.chunks_exact_mut(h).enumerate() {
+                    let t = ci * ROWS_PER_TASK + ti;
+                    let (wi, yi, pi) = (ids[t] as usize, types[t] as usize, pos[t]);
+                    let (mw, my, mp) = (&emb.word[wi], &emb.token_type[yi], &emb.position[pi]);
+                    let (cw, cy, cp) = (
+                        &p.word.codes[wi * h..(wi + 1) * h],
+                        &p.token_type.codes[yi * h..(yi + 1) * h],
+                        &p.position.codes[pi * h..(pi + 1) * h],
+                    );
+                    for j in 0..h {
+                        r[j] = sat_i32(
+                            mw.apply(cw[j] as i64)
+                                + my.apply(cy[j] as i64)
+                                + mp.apply(cp[j] as i64),
+                        );
+                    }
+                    emb.ln.row(&r, xr);
+                }
+            });
+        capture(&mut traces, 0, Node::Emb, &x, h);
+
+        let mut qkv = vec![0i32; t_all * 3 * h];
+        let mut q = vec![0u8; t_all * h];
+        let mut k = vec![0u8; t_all * h];
+        let mut v = vec![0u8; t_all * h];
+        let mut ctx = vec![0u8; t_all * h];
+        let mut dense = vec![0i32; t_all * h];
+        let mut x7 = vec![0u8; t_all * h];
+        let mut hbuf = vec![0i32; t_all * inter];
+        let mut x8 = vec![0u8; t_all * inter];
+
+        for (l, (lp, (ld, il))) in p
+            .layers
+            .iter()
+            .zip(self.qm.layers.iter().zip(&self.layers))
+            .enumerate()
+        {
+            let w = |s: &str| format!("layer {l} {s}");
+            let (xin, _) = p.layer_input(l);
+            let zx = xin.zero_point as u8;
+            self.linear_fixed(
+                &x,
+                t_all,
+                zx,
+                &il.qkv,
+                &il.qkv_requant,
+                &mut qkv,
+                &gopt,
+                &w("QKV"),
+            )?;
+            q.par_chunks_mut(h * ROWS_PER_TASK)
+                .zip(k.par_chunks_mut(h * ROWS_PER_TASK))
+                .zip(v.par_chunks_mut(h * ROWS_PER_TASK))
+                .zip(qkv.par_chunks(3 * h * ROWS_PER_TASK))
+                .for_each(|(((qo, ko), vo), y)| {
+                    for (t, yr) in y.chunks_exact(3 * h).enumerate() {
+                        let o = t * h;
+                        for j in 0..h {
+                            qo[o + j] = ld.query.code(yr[j], j);
+                            ko[o + j] = ld.key.code(yr[h + j], j);
+                            vo[o + j] = ld.value.code(yr[2 * h + j], j);
+                        }
+                    }
+                });
+            let zq = lp.node(Node::Query).zero_point as u8;
+            let zk = lp.node(Node::Key).zero_point as u8;
+            let zv = lp.node(Node::Value).zero_point as u8;
+            let zp = lp.node(Node::Probs).zero_point as u8;
+
+            // Attention: one task per (sequence, head), reading Q/K/V heads in place.
+            let want_probs = traces.is_some();
+            let (qr, kr, vr) = (&q, &k, &v);
+            let results: Vec<(Vec<u8>, Vec<u8>)> = (0..nb * heads)
+                .into_par_iter()
+                .map(|task| -> Result<(Vec<u8>, Vec<u8>)> {
+                    let (b, hd) = (task / heads, task % heads);
+                    let len = lengths[b];
+                    if len == 0 {
+                        return Ok((vec![], vec![]));
+                    }
+                    let base = offsets[b] * h + hd * dh;
+                    let qv = MatRef::new(&qr[base..], len, dh, h).map_err(kerr("attention Q"))?;
+                    let kv = MatRef::new(&kr[base..], len, dh, h).map_err(kerr("attention K"))?;
+                    let vv = MatRef::new(&vr[base..], len, dh, h).map_err(kerr("attention V"))?;
+                    let kp = PackedB::pack_u8_nk(kv, zk).map_err(kerr("attention K pack"))?;
+                    let mut scores = vec![0i32; len * len];
+                    gemm(
+                        qv,
+                        &kp,
+                        &Epilogue {
+                            a_zero: zq,
+                            bias: None,
+                        },
+                        Output::Acc {
+                            out: MatMut::new(&mut scores, len, len, len).map_err(kerr("scores"))?,
+                        },
+                        &inner,
+                    )
+                    .map_err(kerr("Q·Kᵀ"))?;
+                    let mut probs = vec![0u8; len * len];
+                    let mut e = vec![0i64; len];
+                    for (srow, prow) in scores.chunks_exact(len).zip(probs.chunks_exact_mut(len)) {
+                        ld.softmax.row(srow, &mut e, prow);
+                    }
+                    let vp = PackedB::pack_u8_kn(vv, zv).map_err(kerr("attention V pack"))?;
+                    let mut out = vec![0u8; len * dh];
+                    gemm(
+                        MatRef::new(&probs, len, len, len).map_err(kerr("probs"))?,
+                        &vp,
+                        &Epilogue {
+                            a_zero: zp,
+                            bias: None,
+                        },
+                        Output::Codes {
+                            out: MatMut::new(&mut out, len, dh, dh).map_err(kerr("context"))?,
+                            requant: &ld.context,
+                        },
+                        &inner,
+                    )
+                    .map_err(kerr("P·V"))?;
+                    Ok((if want_probs { probs } else { vec![] }, out))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for (task, (_, out)) in results.iter().enumerate() {
+                let (b, hd) = (task / heads, task % heads);
+                for (i, row) in out.chunks_exact(dh).enumerate() {
+                    let dst = (offsets[b] + i) * h + hd * dh;
+                    ctx[dst..dst + dh].copy_from_slice(row);
+                }
+            }
+            if let Some(ts) = traces.as_mut() {
+                for (b, t) in ts.iter_mut().enumerate() {
+                    let len = lengths[b];
+                    let mut all = Vec::with_capacity(heads * len * len);
+                    for hd in 0..heads {
+                        all.extend_from_slice(&results[b * heads + hd].0);
+                    }
+                    t.set(l, Node::Probs, all);
+                }
+            }
+            drop(results);
+
+            // Attention output + shortcut → MHA-LN (node 7).
+            let zc = lp.node(Node::Context).zero_point as u8;
+            self.linear_fixed(
+                &ctx,
+                t_all,
+                zc,
+                &il.attn_out,
+                &ld.attn_out.requant,
+                &mut dense,
+                &gopt,
+                &w("attention output"),
+            )?;
+            let zxi = zx as i64;
+            x7.par_chunks_mut(h * ROWS_PER_TASK)
+                .zip(dense.par_chunks(h * ROWS_PER_TASK))
+                .zip(x.par_chunks(h * ROWS_PER_TASK))
+                .for_each(|((o, d), xi)| {
+                    let mut r = vec![0i32; h];
+                    for ((orow, drow), xrow) in o
+                        .chunks_exact_mut(h)
+                        .zip(d.chunks_exact(h))
+                        .zip(xi.chunks_exact(h))
+                    {
+                        for j in 0..h {
+                            let sc = ld.attn_shortcut[j].apply(xrow[j] as i64 - zxi);
+                            r[j] = sat_i32(ld.attn_out.fixed(drow[j], j) + sc);
+                        }
+                        ld.attn_ln.row(&r, orow);
+                    }
+                });
+
+            // FFN1 → GELU thresholds (node 8).
+            let z7 = lp.node(Node::MhaLn).zero_point as u8;
+            self.linear_fixed(
+                &x7,
+                t_all,
+                z7,
+                &il.ffn1,
+                &ld.ffn1.requant,
+                &mut hbuf,
+                &gopt,
+                &w("FFN1"),
+            )?;
+            x8.par_chunks_mut(inter * ROWS_PER_TASK)
+                .zip(hbuf.par_chunks(inter * ROWS_PER_TASK))
+                .for_each(|(o, hh)| {
+                    for (orow, hrow) in o.chunks_exact_mut(inter).zip(hh.chunks_exact(inter)) {
+                        for (j, (o, &v)) in orow.iter_mut().zip(hrow).enumerate() {
+                            *o = ld.gelu.code(sat_i32(ld.ffn1.fixed(v, j)));
+                        }
+                    }
+                });
+
+            // FFN2 + shortcut → FFN-LN (node 9).
+            let z8 = lp.node(Node::Gelu).zero_point as u8;
+            self.linear_fixed(
+                &x8,
+                t_all,
+                z8,
+                &il.ffn2,
+                &ld.ffn2.requant,
+                &mut dense,
+                &gopt,
+                &w("FFN2"),
+            )?;
+            let z7i = z7 as i64;
+            x.par_chunks_mut(h * ROWS_PER_TASK)
+                .zip(dense.par_chunks(h * ROWS_PER_TASK))
+                .zip(x7.par_chunks(h * ROWS_PER_TASK))
+                .for_each(|((o, d), xi)| {
+                    let mut r = vec![0i32; h];
+                    for ((orow, drow), xrow) in o
+                        .chunks_exact_mut(h)
+                        .zip(d.chunks_exact(h))
+                        .zip(xi.chunks_exact(h))
+                    {
+                        for j in 0..h {
+                            let sc = ld.ffn_shortcut[j].apply(xrow[j] as i64 - z7i);
+                            r[j] = sat_i32(ld.ffn2.fixed(drow[j], j) + sc);
+                        }
+                        ld.ffn_ln.row(&r, orow);
+                    }
+                });
+
+            capture(&mut traces, l, Node::Query, &q, h);
+            capture(&mut traces, l, Node::Key, &k, h);
+            capture(&mut traces, l, Node::Value, &v, h);
+            capture(&mut traces, l, Node::Context, &ctx, h);
+            capture(&mut traces, l, Node::MhaLn, &x7, h);
+            capture(&mut traces, l, Node::Gelu, &x8, inter);
+            capture(&mut traces, l, Node::FfnLn, &x, h);
+        }
+        Ok(IntOutput {
+            hidden: x,
+            offsets,
+            lengths,
+            traces,
+        })
+    }
+
+    /// Sentence embeddings `[batch, hidden]`: mean of the dequantized final codes over the valid
+    /// tokens (integer sums, float only here), L2-normalized.
+    pub fn embed(&self, batch: &Batch, opts: &IntOptions) -> Result<Vec<f32>> {
+        let out = self.forward(batch, opts)?;
+        Ok(pool_embeddings(&self.qm, &out))
+    }
+}
+
+/// Mean pooling of dequantized final codes + L2 normalization.
+pub fn pool_embeddings(qm: &QuantModel, out: &IntOutput) -> Vec<f32> {
+    let h = qm.config().hidden_size;
+    let q = qm.params.output_node();
+    let mut res = vec![0f32; out.lengths.len() * h];
+    for (b, e) in res.chunks_exact_mut(h).enumerate() {
+        let codes = out.sequence(b, h);
+        let len = out.lengths[b];
+        let mut sums = vec![0i64; h];
+        for row in codes.chunks_exact(h) {
+            for (s, &c) in sums.iter_mut().zip(row) {
+                *s += c as i64 - q.zero_point as i64;
+            }
+        }
+        let denom = (len as f64).max(1e-9);
+        let vals: Vec<f64> = sums
+            .iter()
+            .map(|&s| s as f64 * q.scale as f64 / denom)
+            .collect();
+        let norm = vals.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+        for (o, v) in e.iter_mut().zip(vals) {
+            *o = (v / norm) as f32;
+        }
+    }
+    res
+}

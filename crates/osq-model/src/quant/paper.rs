@@ -1,0 +1,265 @@
+//! Paper-mode fake-quant executor: the quantized graph as a PyTorch user of the OS code would
+//! run it — dequantized weights, f32 matmuls, f32 softmax/LayerNorm, erf GELU, and
+//! quantize→dequantize (`torch.fake_quantize_per_tensor_affine`: `x·(1/s)`, round half to even)
+//! at the nine nodes only. No fixed-point intermediates, no integer nonlinearities. Its codes
+//! are compared with the integer executor's to report what the paper's code would see.
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::fp32::{gelu, linear, Exec};
+use crate::tokenize::Batch;
+use crate::weights::Linear;
+
+use super::graph::{LnParams, QLinear, QTable, QuantParams};
+use super::qparams::QParams;
+use super::reference::SeqOutput;
+use super::trace::Trace;
+use super::Node;
+
+fn dequant_linear(q: &QLinear) -> Linear {
+    let (n, k) = (q.n(), q.k());
+    let mut weight = vec![0f32; n * k];
+    for r in 0..n {
+        let s = q.w.scales[r];
+        for (o, &c) in weight[r * k..(r + 1) * k].iter_mut().zip(q.w.row(r)) {
+            *o = c as f32 * s;
+        }
+    }
+    Linear {
+        weight,
+        bias: q.bias.clone(),
+        out_features: n,
+        in_features: k,
+    }
+}
+
+fn dequant_table(t: &QTable) -> Vec<f32> {
+    let mut out = vec![0f32; t.rows * t.cols];
+    for r in 0..t.rows {
+        let s = t.scales[r];
+        for (o, &c) in out[r * t.cols..(r + 1) * t.cols].iter_mut().zip(t.row(r)) {
+            *o = c as f32 * s;
+        }
+    }
+    out
+}
+
+struct PaperLayer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    ffn1: Linear,
+    ffn2: Linear,
+}
+
+/// Dequantized weights, prepared once.
+pub struct PaperModel<'a> {
+    pub params: &'a QuantParams,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    layers: Vec<PaperLayer>,
+}
+
+/// Fake-quantize a tensor in place, returning its codes.
+fn fake_quant(x: &mut [f32], q: &QParams) -> Vec<u8> {
+    x.iter_mut()
+        .map(|v| {
+            let c = q.quantize_torch(*v);
+            *v = q.dequantize(c);
+            c as u8
+        })
+        .collect()
+}
+
+/// f32 LayerNorm of one row (two-pass statistics in f32); non-scaling when migrated.
+fn layer_norm_f32(x: &[f32], ln: &LnParams, eps: f32, out: &mut [f32]) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for j in 0..x.len() {
+        let y = (x[j] - mean) * inv;
+        out[j] = if ln.migrated {
+            y + ln.beta[j] / ln.gamma[j]
+        } else {
+            y * ln.gamma[j] + ln.beta[j]
+        };
+    }
+}
+
+impl<'a> PaperModel<'a> {
+    pub fn new(params: &'a QuantParams) -> Self {
+        PaperModel {
+            params,
+            word: dequant_table(&params.word),
+            position: dequant_table(&params.position),
+            token_type: dequant_table(&params.token_type),
+            layers: params
+                .layers
+                .iter()
+                .map(|l| PaperLayer {
+                    query: dequant_linear(&l.query),
+                    key: dequant_linear(&l.key),
+                    value: dequant_linear(&l.value),
+                    attn_out: dequant_linear(&l.attn_out),
+                    ffn1: dequant_linear(&l.ffn1),
+                    ffn2: dequant_linear(&l.ffn2),
+                })
+                .collect(),
+        }
+    }
+
+    /// One sequence (no padding): final hidden codes and the trace.
+    pub fn forward_sequence(&self, ids: &[u32], types: &[u32]) -> Result<SeqOutput> {
+        let p = self.params;
+        let c = &p.config;
+        let (h, inter, heads, dh) = (
+            c.hidden_size,
+            c.intermediate_size,
+            c.num_attention_heads,
+            c.head_dim(),
+        );
+        super::reference::check_ids(c, ids, types)?;
+        let exec = Exec::single();
+        let n = ids.len();
+        let eps = p.eps as f32;
+        let mut trace = Trace::new(p.layers.len());
+        let mut e = vec![0f32; n * h];
+        for t in 0..n {
+            let (wi, ti) = (ids[t] as usize, types[t] as usize);
+            for j in 0..h {
+                e[t * h + j] = (self.word[wi * h + j] + self.token_type[ti * h + j])
+                    + self.position[t * h + j];
+            }
+        }
+        let mut x = vec![0f32; n * h];
+        for t in 0..n {
+            layer_norm_f32(
+                &e[t * h..(t + 1) * h],
+                &p.emb_ln,
+                eps,
+                &mut x[t * h..(t + 1) * h],
+            );
+        }
+        trace.set(
+            0,
+            Node::Emb,
+            fake_quant(&mut x, p.layers[0].node(Node::Emb)),
+        );
+        let shortcut_gamma = |ln: &LnParams, j: usize| if ln.migrated { ln.gamma[j] } else { 1.0 };
+        let scale = 1.0 / (dh as f32).sqrt();
+        for (l, (lp, pl)) in p.layers.iter().zip(&self.layers).enumerate() {
+            let in_ln = if l == 0 {
+                &p.emb_ln
+            } else {
+                &p.layers[l - 1].ffn_ln
+            };
+            let mut q = vec![0f32; n * h];
+            let mut k = vec![0f32; n * h];
+            let mut v = vec![0f32; n * h];
+            linear(&exec, &x, n, &pl.query, &mut q);
+            linear(&exec, &x, n, &pl.key, &mut k);
+            linear(&exec, &x, n, &pl.value, &mut v);
+            trace.set(l, Node::Query, fake_quant(&mut q, lp.node(Node::Query)));
+            trace.set(l, Node::Key, fake_quant(&mut k, lp.node(Node::Key)));
+            trace.set(l, Node::Value, fake_quant(&mut v, lp.node(Node::Value)));
+            let mut probs = vec![0f32; heads * n * n];
+            for hd in 0..heads {
+                let off = hd * dh;
+                for i in 0..n {
+                    let row = &mut probs[(hd * n + i) * n..(hd * n + i + 1) * n];
+                    for (j, s) in row.iter_mut().enumerate() {
+                        let mut acc = 0f32;
+                        for d in 0..dh {
+                            acc += q[i * h + off + d] * k[j * h + off + d];
+                        }
+                        *s = acc * scale;
+                    }
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut sum = 0f32;
+                    for s in row.iter_mut() {
+                        *s = (*s - max).exp();
+                        sum += *s;
+                    }
+                    row.iter_mut().for_each(|s| *s /= sum);
+                }
+            }
+            trace.set(l, Node::Probs, fake_quant(&mut probs, lp.node(Node::Probs)));
+            let mut ctx = vec![0f32; n * h];
+            for hd in 0..heads {
+                let off = hd * dh;
+                for i in 0..n {
+                    for d in 0..dh {
+                        let mut acc = 0f32;
+                        for j in 0..n {
+                            acc += probs[(hd * n + i) * n + j] * v[j * h + off + d];
+                        }
+                        ctx[i * h + off + d] = acc;
+                    }
+                }
+            }
+            trace.set(
+                l,
+                Node::Context,
+                fake_quant(&mut ctx, lp.node(Node::Context)),
+            );
+            let mut r = vec![0f32; n * h];
+            linear(&exec, &ctx, n, &pl.attn_out, &mut r);
+            for t in 0..n {
+                for j in 0..h {
+                    r[t * h + j] += shortcut_gamma(in_ln, j) * x[t * h + j];
+                }
+            }
+            let mut x7 = vec![0f32; n * h];
+            for t in 0..n {
+                layer_norm_f32(
+                    &r[t * h..(t + 1) * h],
+                    &lp.attn_ln,
+                    eps,
+                    &mut x7[t * h..(t + 1) * h],
+                );
+            }
+            trace.set(l, Node::MhaLn, fake_quant(&mut x7, lp.node(Node::MhaLn)));
+            let mut f1 = vec![0f32; n * inter];
+            linear(&exec, &x7, n, &pl.ffn1, &mut f1);
+            f1.iter_mut().for_each(|v| *v = gelu(*v));
+            trace.set(l, Node::Gelu, fake_quant(&mut f1, lp.node(Node::Gelu)));
+            linear(&exec, &f1, n, &pl.ffn2, &mut r);
+            for t in 0..n {
+                for j in 0..h {
+                    r[t * h + j] += shortcut_gamma(&lp.attn_ln, j) * x7[t * h + j];
+                }
+            }
+            for t in 0..n {
+                layer_norm_f32(
+                    &r[t * h..(t + 1) * h],
+                    &lp.ffn_ln,
+                    eps,
+                    &mut x[t * h..(t + 1) * h],
+                );
+            }
+            trace.set(l, Node::FfnLn, fake_quant(&mut x, lp.node(Node::FfnLn)));
+        }
+        let last = p.layers.len() - 1;
+        Ok(SeqOutput {
+            hidden: trace.get(last, Node::FfnLn).to_vec(),
+            trace,
+        })
+    }
+
+    /// Every sequence of a padded batch, sequences in parallel.
+    pub fn forward(&self, batch: &Batch) -> Result<Vec<SeqOutput>> {
+        batch.validate()?;
+        (0..batch.batch)
+            .into_par_iter()
+            .map(|b| {
+                let row = b * batch.seq_len;
+                let len = batch.lengths[b];
+                self.forward_sequence(&batch.ids[row..row + len], &batch.type_ids[row..row + len])
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,110 @@
+//! Integer executor == deploy reference at all nine nodes, every layer, every bit config, every
+//! ISA, batched with padding, 1 and 2 threads; paper-mode agreement on the tiny model.
+
+mod quant_support;
+
+use osq_kernels::Isa;
+use osq_model::quant::integer::{IntOptions, IntegerModel};
+use osq_model::quant::paper::PaperModel;
+use osq_model::quant::{reference, BitsConfig, Node, TraceStats};
+use quant_support::*;
+
+#[test]
+fn integer_equals_reference_everywhere() {
+    let t = tiny(7);
+    let texts: Vec<&str> = SENTENCES.iter().rev().copied().collect();
+    let b = batch(&t, &texts);
+    assert!(
+        b.lengths.iter().any(|&l| l < b.seq_len),
+        "batch must have padding"
+    );
+    for bits in BitsConfig::ALL {
+        let qm = model(&t, bits);
+        let refs = reference::forward(&qm, &b).unwrap();
+        let im = IntegerModel::new(qm).unwrap();
+        let nl = im.quant().params.layers.len();
+        for isa in Isa::available() {
+            for threads in [1usize, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let out = pool
+                    .install(|| {
+                        im.forward(
+                            &b,
+                            &IntOptions {
+                                isa: Some(isa),
+                                trace: true,
+                            },
+                        )
+                    })
+                    .unwrap();
+                let traces = out.traces.as_ref().unwrap();
+                let mut st = TraceStats::new(nl);
+                for (s, r) in refs.iter().enumerate() {
+                    st.add(&traces[s], &r.trace, &im.quant().params);
+                    assert_eq!(out.sequence(s, 32), &r.hidden[..]);
+                }
+                for (l, ls) in st.layers.iter().enumerate() {
+                    for n in Node::ALL {
+                        if !n.in_layer(l) {
+                            continue;
+                        }
+                        let s = &ls[n.index()];
+                        assert!(s.total > 0, "{bits} {isa:?} layer {l} {n:?} empty");
+                        assert!(
+                            s.exact(),
+                            "{bits} {isa:?} threads {threads} layer {l} node {}: {} of {} equal, max diff {}",
+                            n.name(),
+                            s.equal,
+                            s.total,
+                            s.max_abs_diff
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn paper_mode_agrees_on_the_tiny_model() {
+    let t = tiny(3);
+    let b = batch(&t, SENTENCES);
+    for bits in BitsConfig::ALL {
+        let qm = model(&t, bits);
+        let refs = reference::forward(&qm, &b).unwrap();
+        let pm = PaperModel::new(&qm.params);
+        let paper = pm.forward(&b).unwrap();
+        let mut st = TraceStats::new(qm.params.layers.len());
+        for (r, p) in refs.iter().zip(&paper) {
+            st.add(&r.trace, &p.trace, &qm.params);
+        }
+        let tot = st.total();
+        eprintln!(
+            "{bits}: paper-mode agreement {:.4} % of {} codes, max |diff| {}, >1: {}",
+            tot.percent_equal(),
+            tot.total,
+            tot.max_abs_diff,
+            tot.beyond_one
+        );
+        for n in Node::ALL {
+            let s = st.node_total(n);
+            eprintln!(
+                "   {:7} {:.4} % max {} cos {:.6}",
+                n.name(),
+                s.percent_equal(),
+                s.max_abs_diff,
+                s.cosine()
+            );
+        }
+        if bits == BitsConfig::W8A8 {
+            assert!(
+                tot.percent_equal() >= 99.0,
+                "{bits}: {}",
+                tot.percent_equal()
+            );
+        }
+    }
+}
