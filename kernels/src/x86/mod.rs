@@ -1,7 +1,9 @@
-//! x86-64 kernels, one file per ISA.
+//! x86-64 kernels, one file per ISA, and the zmm / ymm epilogues they fuse.
 
 mod avx2;
 mod avx512vnni;
+mod epi256;
+mod epi512;
 
 pub(crate) use avx2::gemm_u8_packed_avx2;
 pub(crate) use avx512vnni::gemm_u8_packed_avx512vnni;

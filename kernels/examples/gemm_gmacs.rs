@@ -1,0 +1,183 @@
+//! Compact GMAC/s table of the GEMM paths: every available ISA × s8/s4 × 1/2 threads over the
+//! BERT-base and MiniLM projection shapes (M = 128, u8 output with requant).
+//!
+//! `cargo run --release -p osq-kernels --example gemm_gmacs [-- [--time SECS] [--shapes base|minilm|all] [--isa NAME]]`
+//!
+//! Each cell is the best of 5 timed batches of `--time / 5` seconds (the machine is shared:
+//! best-of filters out interference from other jobs); the paths of one shape run side by side.
+
+use osq_kernels::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
+use std::time::{Duration, Instant};
+
+const M: usize = 128;
+const BASE: [(usize, usize); 4] = [(768, 768), (2304, 768), (3072, 768), (768, 3072)];
+const MINILM: [(usize, usize); 4] = [(384, 384), (1152, 384), (1536, 384), (384, 1536)];
+
+struct Problem {
+    a: Vec<u8>,
+    b: PackedB,
+    rq: Requant,
+    bias: Vec<i32>,
+    out: Vec<u8>,
+    n: usize,
+    k: usize,
+}
+
+fn problem(n: usize, k: usize, s4: bool) -> Problem {
+    let mut x = 0x2545_F491_4F6C_DD1Du64 ^ (n * 131 + k) as u64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let a: Vec<u8> = (0..M * k).map(|_| rnd() as u8).collect();
+    let w: Vec<i8> = (0..n * k)
+        .map(|_| {
+            if s4 {
+                (rnd() % 15) as i8 - 7
+            } else {
+                (rnd() % 255) as i8 as i16 as i8
+            }
+        })
+        .collect();
+    let wv = MatRef::new(&w, n, k, k).unwrap();
+    let b = if s4 {
+        PackedB::pack_s4(wv).unwrap()
+    } else {
+        PackedB::pack_s8(wv).unwrap()
+    };
+    Problem {
+        a,
+        b,
+        rq: Requant::per_tensor(n, 1.0 / (k as f64 * 2000.0), 128, 0, 255).unwrap(),
+        bias: (0..n).map(|i| i as i32 * 7 - 1000).collect(),
+        out: vec![0u8; M * n],
+        n,
+        k,
+    }
+}
+
+fn run(p: &mut Problem, isa: Isa, parallel: bool) {
+    let (n, k) = (p.n, p.k);
+    gemm(
+        MatRef::new(&p.a, M, k, k).unwrap(),
+        &p.b,
+        &Epilogue {
+            a_zero: 3,
+            bias: Some(&p.bias),
+        },
+        Output::Codes {
+            out: MatMut::new(&mut p.out, M, n, n).unwrap(),
+            requant: &p.rq,
+        },
+        &GemmOptions {
+            isa: Some(isa),
+            parallel,
+        },
+    )
+    .unwrap();
+}
+
+/// Nanoseconds the calling thread has run on a CPU (Linux schedstat; 0 elsewhere).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time of every thread that works: the caller, or each thread of the pool.
+fn cpu_times(pool: Option<&ThreadPool>) -> Vec<u64> {
+    match pool {
+        Some(p) => p.broadcast(|_| thread_cpu_ns()),
+        None => vec![thread_cpu_ns()],
+    }
+}
+
+/// Best GMAC/s over 5 batches of `secs / 5` seconds: `(by wall time, by CPU time)`. The CPU-time
+/// figure divides by the busiest thread's on-CPU time, so time slices lost to other jobs on a
+/// shared machine do not count (cache interference still does).
+fn measure(p: &mut Problem, isa: Isa, pool: Option<&ThreadPool>, secs: f64) -> (f64, f64) {
+    let macs = (M * p.n * p.k) as f64;
+    let go = |p: &mut Problem| match pool {
+        Some(pl) => pl.install(|| run(p, isa, true)),
+        None => run(p, isa, false),
+    };
+    go(p);
+    let batch = Duration::from_secs_f64(secs / 5.0);
+    let (mut best_wall, mut best_cpu) = (0f64, 0f64);
+    for _ in 0..5 {
+        let c0 = cpu_times(pool);
+        let t0 = Instant::now();
+        let mut iters = 0u64;
+        while t0.elapsed() < batch {
+            go(p);
+            iters += 1;
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        let c1 = cpu_times(pool);
+        let cpu = c1.iter().zip(&c0).map(|(b, a)| b - a).max().unwrap_or(0) as f64 * 1e-9;
+        let work = macs * iters as f64 / 1e9;
+        best_wall = best_wall.max(work / wall);
+        if cpu > 0.0 {
+            best_cpu = best_cpu.max(work / cpu);
+        }
+    }
+    (best_wall, best_cpu)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let secs: f64 = opt("--time").map_or(0.5, |s| s.parse().expect("--time SECS"));
+    let shapes: Vec<(usize, usize)> = match opt("--shapes").as_deref() {
+        Some("base") => BASE.to_vec(),
+        Some("minilm") => MINILM.to_vec(),
+        _ => BASE.iter().chain(&MINILM).copied().collect(),
+    };
+    let isas: Vec<Isa> = match opt("--isa") {
+        Some(s) => vec![Isa::parse(&s).expect("--isa").require().expect("--isa")],
+        None => Isa::available()
+            .into_iter()
+            .filter(|&i| i != Isa::Scalar)
+            .collect(),
+    };
+    let pool = ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    println!(
+        "GMAC/s, M = {M}, u8 output, best of 5 x {:.2} s; cells: 1 thread / 2 threads, \
+         by wall time [by busiest thread's CPU time]",
+        secs / 5.0
+    );
+    print!("{:<10}", "N x K");
+    for isa in &isas {
+        for f in ["s8", "s4"] {
+            print!(" | {:<27}", format!("{} {f}", isa.name()));
+        }
+    }
+    println!();
+    for &(n, k) in &shapes {
+        print!("{:<10}", format!("{n}x{k}"));
+        let mut probs = [problem(n, k, false), problem(n, k, true)];
+        for &isa in &isas {
+            for p in probs.iter_mut() {
+                let one = measure(p, isa, None, secs);
+                let two = measure(p, isa, Some(&pool), secs);
+                let cell = format!("{:.0}/{:.0} [{:.0}/{:.0}]", one.0, two.0, one.1, two.1);
+                print!(" | {cell:<27}");
+            }
+        }
+        println!();
+    }
+    if opt("--isa").is_none() {
+        let mut p = problem(384, 384, false);
+        let g = measure(&mut p, Isa::Scalar, None, secs.min(1.0));
+        println!("scalar s8 384x384, 1 thread: {:.2} [{:.2}]", g.0, g.1);
+    }
+}
