@@ -582,7 +582,10 @@ mod tests {
             let got = erf_f64(x);
             assert!((got - want).abs() < 1e-15, "erf({x}) = {got}, want {want}");
         }
-        for &(x, want) in &[(3.0, 2.209049699858544e-05), (5.0, 1.537_459_794_428_035e-12)] {
+        for &(x, want) in &[
+            (3.0, 2.209049699858544e-05),
+            (5.0, 1.537_459_794_428_035e-12),
+        ] {
             let got = erfc_pos(x);
             assert!(((got - want) / want).abs() < 1e-13, "erfc({x}) = {got}");
         }

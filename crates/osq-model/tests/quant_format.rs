@@ -1,0 +1,163 @@
+//! Parameter directory: write + read round trip, and clear errors for damaged files.
+
+mod quant_support;
+
+use osq_model::quant::{format, reference, BitsConfig, QuantModel};
+use osq_model::testing::temp_dir;
+use quant_support::*;
+use serde_json::Value;
+use std::path::Path;
+
+fn edit_json(dir: &Path, f: impl FnOnce(&mut Value)) {
+    let p = dir.join("quant.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+fn copy_dir(src: &Path) -> std::path::PathBuf {
+    let d = temp_dir("quant-fmt-copy").unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+    }
+    d
+}
+
+fn load_err(dir: &Path) -> String {
+    match format::load(dir) {
+        Ok(_) => panic!("loading {} should fail", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn round_trip_is_exact() {
+    let t = tiny(11);
+    for bits in BitsConfig::ALL {
+        let p = quantize(&t, bits);
+        let dir = temp_dir("quant-fmt").unwrap();
+        format::save(&p, &dir, Some(&t.dir)).unwrap();
+        for f in [
+            "quant.safetensors",
+            "quant.json",
+            "tokenizer.json",
+            "config.json",
+        ] {
+            assert!(dir.join(f).is_file(), "{f}");
+        }
+        let back = format::load(&dir).unwrap();
+        assert_eq!(back, p, "{bits}");
+        let b = batch(&t, SENTENCES);
+        let a = reference::forward(&QuantModel::new(p).unwrap(), &b).unwrap();
+        let c = reference::forward(&QuantModel::new(back).unwrap(), &b).unwrap();
+        assert_eq!(a, c);
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("quant.json")).unwrap())
+                .unwrap();
+        assert_eq!(v["format"], "osq-quant");
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["bits"], bits.name());
+        assert_eq!(v["method"], "minmax");
+        assert!(v["layers"][0]["nodes"]["emb"]["scale"].is_number());
+        assert!(v["layers"][1]["nodes"].get("emb").is_none());
+    }
+}
+
+#[test]
+fn damaged_files_give_clear_errors() {
+    let t = tiny(12);
+    let p = quantize(&t, BitsConfig::W8A8);
+    let good = temp_dir("quant-fmt-good").unwrap();
+    format::save(&p, &good, Some(&t.dir)).unwrap();
+
+    // Versions.
+    let d = copy_dir(&good);
+    edit_json(&d, |v| v["version"] = 2.into());
+    let e = load_err(&d);
+    assert!(
+        e.contains("quant.json") && e.contains("version") && e.contains("newer"),
+        "{e}"
+    );
+    edit_json(&d, |v| v["version"] = 0.into());
+    let e = load_err(&d);
+    assert!(e.contains("version") && e.contains("older"), "{e}");
+
+    // Wrong format name, missing / bad fields.
+    let d = copy_dir(&good);
+    edit_json(&d, |v| v["format"] = "gguf".into());
+    assert!(load_err(&d).contains("format"));
+    let d = copy_dir(&good);
+    edit_json(&d, |v| {
+        v["layers"][1]["nodes"]
+            .as_object_mut()
+            .unwrap()
+            .remove("gelu");
+    });
+    let e = load_err(&d);
+    assert!(
+        e.contains("layers[1].nodes.gelu") && e.contains("missing"),
+        "{e}"
+    );
+    let d = copy_dir(&good);
+    edit_json(&d, |v| v["bits"] = "w3a3".into());
+    assert!(load_err(&d).contains("bits"));
+    let d = copy_dir(&good);
+    edit_json(&d, |v| {
+        v["layers"][0]["nodes"]["query"]["zero_point"] = 999.into()
+    });
+    assert!(load_err(&d).contains("layers[0].nodes.query"));
+    let d = copy_dir(&good);
+    edit_json(&d, |v| {
+        v["model"].as_object_mut().unwrap().remove("hidden_size");
+    });
+    let e = load_err(&d);
+    assert!(e.contains("model.hidden_size"), "{e}");
+    let d = copy_dir(&good);
+    edit_json(&d, |v| v["layers"][0]["ffn1_absmax"] = (-1.0).into());
+    assert!(load_err(&d).contains("layers[0].ffn1_absmax"));
+    let d = copy_dir(&good);
+    std::fs::write(d.join("quant.json"), "{ not json").unwrap();
+    assert!(load_err(&d).contains("quant.json"));
+    let d = copy_dir(&good);
+    std::fs::remove_file(d.join("quant.json")).unwrap();
+    assert!(load_err(&d).contains("quant.json"));
+
+    // Tensors: missing, mis-shaped, truncated file.
+    let d = copy_dir(&good);
+    let mut q = p.clone();
+    q.config.intermediate_size = 48; // JSON says 48: tensors are [64, 32]
+    let mut v = format::to_json(&q);
+    v["layers"] = format::to_json(&p)["layers"].clone();
+    std::fs::write(d.join("quant.json"), v.to_string()).unwrap();
+    let e = load_err(&d);
+    assert!(
+        e.contains("quant.safetensors") && e.contains("layers.0.ffn1.codes") && e.contains("shape"),
+        "{e}"
+    );
+    let d = copy_dir(&good);
+    {
+        let bytes = std::fs::read(good.join("quant.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = st
+            .tensors()
+            .into_iter()
+            .filter(|(n, _)| n != "layers.1.ffn2.bias")
+            .collect();
+        std::fs::write(
+            d.join("quant.safetensors"),
+            safetensors::serialize(views, None).unwrap(),
+        )
+        .unwrap();
+    }
+    let e = load_err(&d);
+    assert!(
+        e.contains("layers.1.ffn2.bias") && e.contains("not found"),
+        "{e}"
+    );
+    let d = copy_dir(&good);
+    let bytes = std::fs::read(d.join("quant.safetensors")).unwrap();
+    std::fs::write(d.join("quant.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    let e = load_err(&d);
+    assert!(e.contains("quant.safetensors"), "{e}");
+}
