@@ -97,29 +97,35 @@ unsafe fn block<const R: usize, const S4: bool>(
     let flip = vdupq_n_u8(0x80);
     let mut acc = [[vdupq_n_s32(0); 4]; R];
     let mut bp = panel;
+    // Block `i` from `bp` (`i` counts 64-byte blocks: groups for S8, group pairs for S4).
+    macro_rules! blk {
+        ($i:expr) => {{
+            // SAFETY: every use below reads a block that exists: the main loop only runs while
+            // k0 + 16 <= K <= K_pad (4 groups = 4 S8 or 2 S4 blocks ahead), the tail only reads the
+            // `(K_pad − k0) / 4` groups that remain.
+            unsafe { load_block(bp.add($i * BLOCK)) }
+        }};
+    }
     let mut k0 = 0;
     while k0 + 16 <= k {
         // SAFETY: k0 + 16 <= K, so the 16 bytes lie inside row m + r.
         let a: [int8x16_t; R] = core::array::from_fn(|r| unsafe {
             vreinterpretq_s8_u8(veorq_u8(vld1q_u8(rows[r].add(k0)), flip))
         });
-        // SAFETY (all block loads below): K values k0..k0 + 16 are packed (k0 + 16 <= K <= K_pad),
-        // i.e. 4 group blocks (S8) or 2 nibble blocks (S4) from `bp` lie inside the panel.
         if S4 {
-            let x = unsafe { load_block(bp) };
+            let x = blk!(0);
             group!(R, acc, a, s4_low(x), 0);
             group!(R, acc, a, s4_high(x), 1);
-            let x = unsafe { load_block(bp.add(BLOCK)) };
+            let x = blk!(1);
             group!(R, acc, a, s4_low(x), 2);
             group!(R, acc, a, s4_high(x), 3);
-            bp = unsafe { bp.add(2 * BLOCK) };
         } else {
-            group!(R, acc, a, unsafe { load_block(bp) }, 0);
-            group!(R, acc, a, unsafe { load_block(bp.add(BLOCK)) }, 1);
-            group!(R, acc, a, unsafe { load_block(bp.add(2 * BLOCK)) }, 2);
-            group!(R, acc, a, unsafe { load_block(bp.add(3 * BLOCK)) }, 3);
-            bp = unsafe { bp.add(4 * BLOCK) };
+            group!(R, acc, a, blk!(0), 0);
+            group!(R, acc, a, blk!(1), 1);
+            group!(R, acc, a, blk!(2), 2);
+            group!(R, acc, a, blk!(3), 3);
         }
+        bp = bp.wrapping_add(if S4 { 2 * BLOCK } else { 4 * BLOCK });
         k0 += 16;
     }
     if k0 < k {
@@ -133,28 +139,27 @@ unsafe fn block<const R: usize, const S4: bool>(
         let a: [int8x16_t; R] = core::array::from_fn(|r| unsafe {
             vreinterpretq_s8_u8(veorq_u8(vld1q_u8(tmp[r].as_ptr()), flip))
         });
+        // 1..=4 groups remain (S4: 2 or 4, K_pad being a multiple of 8 there).
         let groups = (kp - k0) / KG;
-        // SAFETY (block loads): `groups` packed groups remain in the panel from `bp`; S4 blocks hold
-        // two groups each and K_pad is a multiple of 8 there.
         if S4 {
-            let x = unsafe { load_block(bp) };
+            let x = blk!(0);
             group!(R, acc, a, s4_low(x), 0);
             group!(R, acc, a, s4_high(x), 1);
             if groups > 2 {
-                let x = unsafe { load_block(bp.add(BLOCK)) };
+                let x = blk!(1);
                 group!(R, acc, a, s4_low(x), 2);
                 group!(R, acc, a, s4_high(x), 3);
             }
         } else {
-            group!(R, acc, a, unsafe { load_block(bp) }, 0);
+            group!(R, acc, a, blk!(0), 0);
             if groups > 1 {
-                group!(R, acc, a, unsafe { load_block(bp.add(BLOCK)) }, 1);
+                group!(R, acc, a, blk!(1), 1);
             }
             if groups > 2 {
-                group!(R, acc, a, unsafe { load_block(bp.add(2 * BLOCK)) }, 2);
+                group!(R, acc, a, blk!(2), 2);
             }
             if groups > 3 {
-                group!(R, acc, a, unsafe { load_block(bp.add(3 * BLOCK)) }, 3);
+                group!(R, acc, a, blk!(3), 3);
             }
         }
     }
@@ -194,20 +199,24 @@ unsafe fn run<const S4: bool>(job: &Job, rows: Range<usize>, panels: Range<usize
             .try_into()
             .expect("16 column sums");
         // 128·colsum, wrapping like the scalar i32 sums.
-        // SAFETY: `cs` holds 16 i32; each load reads 4 of them.
         let corr: [int32x4_t; 4] = core::array::from_fn(|c| {
+            // SAFETY: `cs` holds 16 i32; each load reads 4 of them.
             vshlq_n_s32::<7>(unsafe { vld1q_s32(cs.as_ptr().add(4 * c)) })
         });
         let panel = data[p * pb..(p + 1) * pb].as_ptr() as *const i8;
         let mut m = rows.start;
-        // SAFETY (tiles): rows and panels come from the caller's tile, inside the job.
         while m + MR <= rows.end {
+            // SAFETY: rows m..m + MR and panel p are in the caller's tile, inside the job.
             unsafe { tile::<MR, S4>(job, &pe, &corr, m, panel) };
             m += MR;
         }
+        // The remaining rows and panel p are in the caller's tile.
         match rows.end - m {
+            // SAFETY: as above.
             3 => unsafe { tile::<3, S4>(job, &pe, &corr, m, panel) },
+            // SAFETY: as above.
             2 => unsafe { tile::<2, S4>(job, &pe, &corr, m, panel) },
+            // SAFETY: as above.
             1 => unsafe { tile::<1, S4>(job, &pe, &corr, m, panel) },
             _ => {}
         }
