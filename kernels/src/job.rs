@@ -35,6 +35,7 @@ pub(crate) struct Job<'a> {
     /// Output row stride in elements.
     pub ldc: usize,
     /// Largest A code (AVX2 uses it to prove `vpmaddubsw` cannot saturate).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub a_max: u8,
 }
 

@@ -5,6 +5,7 @@ use osq_kernels::requant::requant_to_code;
 use osq_kernels::*;
 use proptest::prelude::*;
 
+#[allow(clippy::too_many_arguments)]
 fn naive_t(
     a: &[u8],
     m: usize,

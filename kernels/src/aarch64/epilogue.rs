@@ -28,8 +28,6 @@ pub(super) struct JobEp {
 
 impl JobEp {
     pub(super) fn new(job: &Job) -> Self {
-        // `a_max` feeds only the AVX2 saturation proof: NEON products are exact for every code.
-        let _ = job.a_max;
         debug_assert!(job.row_add.len() == job.m);
         match (job.kind, job.rq) {
             (OutKind::U8, Some(rq)) => {
