@@ -1,10 +1,11 @@
 //! FP32 reference forward of a post-LN BERT encoder (Hugging Face `BertModel` semantics).
 //!
 //! This is the float model that calibration observes and that every quantized result is
-//! compared against, so it favours clarity and accuracy over speed: matmuls use the `gemm`
-//! crate, LayerNorm statistics and GELU are computed in `f64` and rounded to `f32`.
+//! compared against, so it favours clarity and accuracy over speed: the Linear layers use the
+//! `gemm` crate, LayerNorm statistics and GELU are computed in `f64` and rounded to `f32`.
 //! Batches are right-padded; padded keys get probability exactly 0 (HF adds `f32::MIN`,
-//! which underflows to the same 0), so a sentence gives the same result alone or padded.
+//! which underflows to the same 0). The attention products are plain loops over the real
+//! keys in a fixed order, so a sentence gives bitwise the same result alone or padded.
 //!
 //! The building blocks ([`linear`], [`layer_norm`], [`gelu`], [`attention_scores`],
 //! [`softmax_masked`], [`attention_context`]) are public for reuse, and [`forward_hooked`] calls
