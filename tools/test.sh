@@ -13,10 +13,10 @@ cargo fmt --all -- --check
 step "clippy (x86-64)"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
-if [ -x tools/ref_fp32.sh ]; then
-  step "numpy FP32 reference of all-MiniLM-L6-v2"
-  tools/ref_fp32.sh
-fi
+step "real model, labelled data and the numpy FP32 reference (idempotent)"
+tools/fetch_model.sh
+python3 tools/fetch_data.py
+python3 tools/ref_fp32.py
 
 step "tests (x86-64; ISAs here: $(grep -o -w -E 'avx2|avx512_vnni' /proc/cpuinfo | sort -u | tr '\n' ' '))"
 cargo test --workspace --release
