@@ -7,6 +7,7 @@
 pub mod config;
 pub mod error;
 pub mod fp32;
+pub mod probe;
 pub mod testing;
 pub mod tokenize;
 pub mod weights;
