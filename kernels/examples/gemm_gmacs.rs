@@ -1,7 +1,9 @@
 //! Compact GMAC/s table of the GEMM paths: every available ISA × s8/s4 × 1/2 threads over the
-//! BERT-base and MiniLM projection shapes (M = 128, u8 output with requant).
+//! BERT-base and MiniLM projection shapes (M = 128, u8 output with requant by default).
 //!
-//! `cargo run --release -p osq-kernels --example gemm_gmacs [-- [--time SECS] [--shapes base|minilm|all] [--isa NAME]]`
+//! `cargo run --release -p osq-kernels --example gemm_gmacs [-- [--time SECS]
+//! [--shapes base|minilm|all] [--isa NAME] [--a-max CODE] [--out u8|i32|fixed|f32]]`
+//! (`--a-max 63`: 6-bit activations, which let AVX2 take its `vpmaddubsw` path.)
 //!
 //! Each cell is the best of 5 timed batches of `--time / 5` seconds (the machine is shared:
 //! best-of filters out interference from other jobs); the paths of one shape run side by side.
@@ -20,11 +22,23 @@ struct Problem {
     rq: Requant,
     bias: Vec<i32>,
     out: Vec<u8>,
+    out32: Vec<i32>,
+    scale: Vec<f32>,
+    kind: OutKind,
     n: usize,
     k: usize,
 }
 
-fn problem(n: usize, k: usize, s4: bool) -> Problem {
+/// Which epilogue the timed calls use.
+#[derive(Clone, Copy, PartialEq)]
+enum OutKind {
+    Codes,
+    Acc,
+    Fixed,
+    Float,
+}
+
+fn problem(n: usize, k: usize, s4: bool, a_max: u8, kind: OutKind) -> Problem {
     let mut x = 0x2545_F491_4F6C_DD1Du64 ^ (n * 131 + k) as u64;
     let mut rnd = move || {
         x ^= x << 13;
@@ -32,7 +46,9 @@ fn problem(n: usize, k: usize, s4: bool) -> Problem {
         x ^= x << 17;
         x
     };
-    let a: Vec<u8> = (0..M * k).map(|_| rnd() as u8).collect();
+    let a: Vec<u8> = (0..M * k)
+        .map(|_| (rnd() % (a_max as u64 + 1)) as u8)
+        .collect();
     let w: Vec<i8> = (0..n * k)
         .map(|_| {
             if s4 {
@@ -54,6 +70,9 @@ fn problem(n: usize, k: usize, s4: bool) -> Problem {
         rq: Requant::per_tensor(n, 1.0 / (k as f64 * 2000.0), 128, 0, 255).unwrap(),
         bias: (0..n).map(|i| i as i32 * 7 - 1000).collect(),
         out: vec![0u8; M * n],
+        out32: vec![0i32; M * n],
+        scale: vec![1e-3; n],
+        kind,
         n,
         k,
     }
@@ -61,6 +80,23 @@ fn problem(n: usize, k: usize, s4: bool) -> Problem {
 
 fn run(p: &mut Problem, isa: Isa, parallel: bool) {
     let (n, k) = (p.n, p.k);
+    let out = match p.kind {
+        OutKind::Codes => Output::Codes {
+            out: MatMut::new(&mut p.out, M, n, n).unwrap(),
+            requant: &p.rq,
+        },
+        OutKind::Acc => Output::Acc {
+            out: MatMut::new(&mut p.out32, M, n, n).unwrap(),
+        },
+        OutKind::Fixed => Output::Fixed {
+            out: MatMut::new(&mut p.out32, M, n, n).unwrap(),
+            requant: &p.rq,
+        },
+        OutKind::Float => Output::Float {
+            out: MatMut::new(bytemuck_f32(&mut p.out32), M, n, n).unwrap(),
+            scale: &p.scale,
+        },
+    };
     gemm(
         MatRef::new(&p.a, M, k, k).unwrap(),
         &p.b,
@@ -68,16 +104,19 @@ fn run(p: &mut Problem, isa: Isa, parallel: bool) {
             a_zero: 3,
             bias: Some(&p.bias),
         },
-        Output::Codes {
-            out: MatMut::new(&mut p.out, M, n, n).unwrap(),
-            requant: &p.rq,
-        },
+        out,
         &GemmOptions {
             isa: Some(isa),
             parallel,
         },
     )
     .unwrap();
+}
+
+/// The i32 buffer as f32 storage (same size and alignment; every bit pattern is a valid f32).
+fn bytemuck_f32(v: &mut [i32]) -> &mut [f32] {
+    // SAFETY: i32 and f32 have the same size and alignment and no invalid bit patterns.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut f32, v.len()) }
 }
 
 /// Nanoseconds the calling thread has run on a CPU (Linux schedstat; 0 elsewhere).
@@ -149,10 +188,18 @@ fn main() {
             .filter(|&i| i != Isa::Scalar)
             .collect(),
     };
+    let a_max: u8 = opt("--a-max").map_or(255, |s| s.parse().expect("--a-max 0..255"));
+    let (kind, kname) = match opt("--out").as_deref() {
+        None | Some("u8") => (OutKind::Codes, "u8"),
+        Some("i32") => (OutKind::Acc, "i32"),
+        Some("fixed") => (OutKind::Fixed, "i32 fixed"),
+        Some("f32") => (OutKind::Float, "f32"),
+        Some(o) => panic!("--out {o}: expected u8, i32, fixed or f32"),
+    };
     let pool = ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     println!(
-        "GMAC/s, M = {M}, u8 output, best of 5 x {:.2} s; cells: 1 thread / 2 threads, \
-         by wall time [by busiest thread's CPU time]",
+        "GMAC/s, M = {M}, {kname} output, A codes 0..={a_max}, best of 5 x {:.2} s; cells: \
+         1 thread / 2 threads by wall time [by busiest thread's CPU time]",
         secs / 5.0
     );
     print!("{:<10}", "N x K");
@@ -164,7 +211,10 @@ fn main() {
     println!();
     for &(n, k) in &shapes {
         print!("{:<10}", format!("{n}x{k}"));
-        let mut probs = [problem(n, k, false), problem(n, k, true)];
+        let mut probs = [
+            problem(n, k, false, a_max, kind),
+            problem(n, k, true, a_max, kind),
+        ];
         for &isa in &isas {
             for p in probs.iter_mut() {
                 let one = measure(p, isa, None, secs);
@@ -176,7 +226,7 @@ fn main() {
         println!();
     }
     if opt("--isa").is_none() {
-        let mut p = problem(384, 384, false);
+        let mut p = problem(384, 384, false, a_max, kind);
         let g = measure(&mut p, Isa::Scalar, None, secs.min(1.0));
         println!("scalar s8 384x384, 1 thread: {:.2} [{:.2}]", g.0, g.1);
     }

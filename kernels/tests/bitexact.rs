@@ -473,7 +473,7 @@ proptest! {
     #[test]
     fn random_small_shapes(m in 1usize..28, n in 1usize..70, k in 1usize..300, lda_pad in 0usize..6,
                            ldc_pad in 0usize..6, kind in 0usize..4, za in 0u8..=255, zb in 0u8..=255,
-                           a_max in prop_oneof![Just(255u8), Just(129), Just(130), Just(127), Just(15), 0u8..=255],
+                           a_max in prop_oneof![Just(255u8), Just(129), Just(130), Just(127), Just(64), Just(65), Just(15), 0u8..=255],
                            bias in any::<bool>(), seed in any::<u64>()) {
         let mut b = Builder::new(m, n, k, KINDS[kind], seed);
         b.lda_pad = lda_pad;
@@ -589,21 +589,28 @@ fn max_k_extremes() {
     b.build().check(&[]);
 }
 
-/// AVX2 uses `vpmaddubsw` only when `a_max·2·max|b| ≤ 32767`: A = a_max everywhere against B at
-/// the extreme code makes every pair sum exactly `±2·a_max·max|b|`, on both sides of the bound
-/// (127·2·128 = 32512 ≤ 32767 < 128·2·128; 129·2·127 = 32766 ≤ 32767 < 130·2·127).
+/// AVX2 uses `vpmaddubsw` only when `a_max·2·max|b| ≤ 32767`, and adds two of them in i16 only
+/// when `a_max·4·max|b| ≤ 32767`. A = a_max everywhere against B at the extreme code makes every
+/// pair (quad) sum exactly `±2·a_max·max|b|` (`±4·…`), on both sides of both bounds:
+/// pairs 127·2·128 = 32512 ≤ 32767 < 128·2·128, 129·2·127 = 32766 ≤ 32767 < 130·2·127;
+/// quads 63·4·128 = 32256 ≤ 32767 < 64·4·128, 64·4·127 = 32512 ≤ 32767 < 65·4·127.
 #[test]
 fn maddubs_threshold_both_sides() {
     let mut seed = 500;
     for (bf, a_maxes) in [
-        (Fill::Const(-128), [126u8, 127, 128, 129]),
-        (Fill::Const(127), [128, 129, 130, 131]),
-        (Fill::Const(-127), [128, 129, 130, 131]),
-        (Fill::Extremes, [127, 128, 129, 130]),
+        (
+            Fill::Const(-128),
+            &[62u8, 63, 64, 65, 126, 127, 128, 129][..],
+        ),
+        (Fill::Const(127), &[63, 64, 65, 66, 128, 129, 130, 131][..]),
+        (Fill::Const(-127), &[64, 65, 129, 130][..]),
+        (Fill::Extremes, &[63, 64, 65, 127, 128, 129, 130][..]),
     ] {
-        for a_max in a_maxes {
+        for &a_max in a_maxes {
             for af in [Fill::Const(a_max as i32), Fill::Random, Fill::Extremes] {
-                let mut b = Builder::new(13, 40, 203, BKind::S8, seed);
+                // K = 203 ends in a partial group, K = 206 in a partial pair of groups.
+                let k = if seed % 2 == 0 { 203 } else { 206 };
+                let mut b = Builder::new(13, 40, k, BKind::S8, seed);
                 b.a_max = a_max;
                 b.a_fill = af;
                 b.b_fill = bf;
