@@ -1,1 +1,24 @@
-//! Serving benchmark.
+//! osq-serve-bench: latency that users can trust, side by side with our FP32 forward and with
+//! ONNX Runtime (records of `tools/onnx_bench.py`). See `docs/bench.md`.
+//!
+//! - [`engine`]: the engines (`osq-fp32`, `osq-int8`, `osq-int4`) and thread contexts;
+//! - [`inputs`]: real sentences → batches of exactly `seq` tokens;
+//! - [`grid`]: the (batch, seq, threads) grid, engines timed in interleaved blocks, outputs
+//!   asserted identical across thread counts;
+//! - [`stats`]: percentiles and the record format shared with `tools/onnx_bench.py`;
+//! - [`report`]: ratios, table, CSV, SVG;
+//! - [`memory`]: peak RSS per engine in a fresh child process, resident weight bytes;
+//! - [`serve`]: concurrent mode (one shared engine behind a batching queue, every answer checked);
+//! - [`profile`]: per-stage timing of the integer forward (a stage-by-stage replica checked
+//!   bit-exact against the integer executor).
+
+pub mod engine;
+pub mod grid;
+pub mod inputs;
+pub mod memory;
+pub mod profile;
+pub mod report;
+pub mod serve;
+pub mod stats;
+
+pub use engine::{Engine, EngineKind, Output, Threads};
