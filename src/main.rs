@@ -1,1 +1,28 @@
-fn main() {}
+//! `osq`: quantize a BERT checkpoint with Outlier Suppression, verify that the integer engine is
+//! bit-exact with the fake-quant simulation, and run it.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let res = match &args.command {
+        cli::Command::Quantize(a) => cli::quantize::run(a).map(|_| true),
+        cli::Command::Verify(a) => cli::verify::run(a),
+        cli::Command::Run(a) => cli::run::run(a).map(|_| true),
+    };
+    match res {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("osq: integer codes are NOT bit-exact with the deploy reference");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("osq: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

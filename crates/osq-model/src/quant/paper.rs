@@ -63,15 +63,23 @@ pub struct PaperModel<'a> {
     layers: Vec<PaperLayer>,
 }
 
-/// Fake-quantize a tensor in place, returning its codes.
-fn fake_quant(x: &mut [f32], q: &QParams) -> Vec<u8> {
-    x.iter_mut()
+/// Fake-quantize a tensor in place, returning its codes. With `force`, the tensor then holds the
+/// dequantized forced codes instead (teacher forcing: the next step sees the reference's input).
+fn fake_quant(x: &mut [f32], q: &QParams, force: Option<&[u8]>) -> Vec<u8> {
+    let codes: Vec<u8> = x
+        .iter_mut()
         .map(|v| {
             let c = q.quantize_torch(*v);
             *v = q.dequantize(c);
             c as u8
         })
-        .collect()
+        .collect();
+    if let Some(f) = force {
+        for (v, &c) in x.iter_mut().zip(f) {
+            *v = q.dequantize(c as i32);
+        }
+    }
+    codes
 }
 
 /// f32 LayerNorm of one row (two-pass statistics in f32); non-scaling when migrated.
@@ -112,8 +120,26 @@ impl<'a> PaperModel<'a> {
         }
     }
 
-    /// One sequence (no padding): final hidden codes and the trace.
+    /// One sequence (no padding): final hidden codes and the trace (cascaded: every node sees
+    /// this executor's own previous codes).
     pub fn forward_sequence(&self, ids: &[u32], types: &[u32]) -> Result<SeqOutput> {
+        self.run(ids, types, None)
+    }
+
+    /// Per-step (teacher-forced) mode: every node is computed with paper-mode arithmetic from the
+    /// codes of `force` (normally the deploy reference's trace of the same sequence) at its
+    /// inputs, so the trace measures the arithmetic difference of each step alone, without the
+    /// cascade of earlier flips.
+    pub fn forward_sequence_forced(
+        &self,
+        ids: &[u32],
+        types: &[u32],
+        force: &Trace,
+    ) -> Result<SeqOutput> {
+        self.run(ids, types, Some(force))
+    }
+
+    fn run(&self, ids: &[u32], types: &[u32], force: Option<&Trace>) -> Result<SeqOutput> {
         let p = self.params;
         let c = &p.config;
         let (h, inter, heads, dh) = (
@@ -147,7 +173,11 @@ impl<'a> PaperModel<'a> {
         trace.set(
             0,
             Node::Emb,
-            fake_quant(&mut x, p.layers[0].node(Node::Emb)),
+            fake_quant(
+                &mut x,
+                p.layers[0].node(Node::Emb),
+                force.map(|f| f.get(0, Node::Emb)),
+            ),
         );
         let shortcut_gamma = |ln: &LnParams, j: usize| if ln.migrated { ln.gamma[j] } else { 1.0 };
         let scale = 1.0 / (dh as f32).sqrt();
@@ -163,9 +193,33 @@ impl<'a> PaperModel<'a> {
             linear(&exec, &x, n, &pl.query, &mut q);
             linear(&exec, &x, n, &pl.key, &mut k);
             linear(&exec, &x, n, &pl.value, &mut v);
-            trace.set(l, Node::Query, fake_quant(&mut q, lp.node(Node::Query)));
-            trace.set(l, Node::Key, fake_quant(&mut k, lp.node(Node::Key)));
-            trace.set(l, Node::Value, fake_quant(&mut v, lp.node(Node::Value)));
+            trace.set(
+                l,
+                Node::Query,
+                fake_quant(
+                    &mut q,
+                    lp.node(Node::Query),
+                    force.map(|f| f.get(l, Node::Query)),
+                ),
+            );
+            trace.set(
+                l,
+                Node::Key,
+                fake_quant(
+                    &mut k,
+                    lp.node(Node::Key),
+                    force.map(|f| f.get(l, Node::Key)),
+                ),
+            );
+            trace.set(
+                l,
+                Node::Value,
+                fake_quant(
+                    &mut v,
+                    lp.node(Node::Value),
+                    force.map(|f| f.get(l, Node::Value)),
+                ),
+            );
             let mut probs = vec![0f32; heads * n * n];
             for hd in 0..heads {
                 let off = hd * dh;
@@ -187,7 +241,15 @@ impl<'a> PaperModel<'a> {
                     row.iter_mut().for_each(|s| *s /= sum);
                 }
             }
-            trace.set(l, Node::Probs, fake_quant(&mut probs, lp.node(Node::Probs)));
+            trace.set(
+                l,
+                Node::Probs,
+                fake_quant(
+                    &mut probs,
+                    lp.node(Node::Probs),
+                    force.map(|f| f.get(l, Node::Probs)),
+                ),
+            );
             let mut ctx = vec![0f32; n * h];
             for hd in 0..heads {
                 let off = hd * dh;
@@ -204,7 +266,11 @@ impl<'a> PaperModel<'a> {
             trace.set(
                 l,
                 Node::Context,
-                fake_quant(&mut ctx, lp.node(Node::Context)),
+                fake_quant(
+                    &mut ctx,
+                    lp.node(Node::Context),
+                    force.map(|f| f.get(l, Node::Context)),
+                ),
             );
             let mut r = vec![0f32; n * h];
             linear(&exec, &ctx, n, &pl.attn_out, &mut r);
@@ -222,11 +288,27 @@ impl<'a> PaperModel<'a> {
                     &mut x7[t * h..(t + 1) * h],
                 );
             }
-            trace.set(l, Node::MhaLn, fake_quant(&mut x7, lp.node(Node::MhaLn)));
+            trace.set(
+                l,
+                Node::MhaLn,
+                fake_quant(
+                    &mut x7,
+                    lp.node(Node::MhaLn),
+                    force.map(|f| f.get(l, Node::MhaLn)),
+                ),
+            );
             let mut f1 = vec![0f32; n * inter];
             linear(&exec, &x7, n, &pl.ffn1, &mut f1);
             f1.iter_mut().for_each(|v| *v = gelu(*v));
-            trace.set(l, Node::Gelu, fake_quant(&mut f1, lp.node(Node::Gelu)));
+            trace.set(
+                l,
+                Node::Gelu,
+                fake_quant(
+                    &mut f1,
+                    lp.node(Node::Gelu),
+                    force.map(|f| f.get(l, Node::Gelu)),
+                ),
+            );
             linear(&exec, &f1, n, &pl.ffn2, &mut r);
             for t in 0..n {
                 for j in 0..h {
@@ -241,13 +323,45 @@ impl<'a> PaperModel<'a> {
                     &mut x[t * h..(t + 1) * h],
                 );
             }
-            trace.set(l, Node::FfnLn, fake_quant(&mut x, lp.node(Node::FfnLn)));
+            trace.set(
+                l,
+                Node::FfnLn,
+                fake_quant(
+                    &mut x,
+                    lp.node(Node::FfnLn),
+                    force.map(|f| f.get(l, Node::FfnLn)),
+                ),
+            );
         }
         let last = p.layers.len() - 1;
         Ok(SeqOutput {
             hidden: trace.get(last, Node::FfnLn).to_vec(),
             trace,
         })
+    }
+
+    /// Per-step mode over a padded batch: `force[b]` is the trace forced for sequence `b`.
+    pub fn forward_forced(&self, batch: &Batch, force: &[Trace]) -> Result<Vec<SeqOutput>> {
+        batch.validate()?;
+        if force.len() != batch.batch {
+            return Err(crate::error::ModelError::Input(format!(
+                "{} forced traces for a batch of {}",
+                force.len(),
+                batch.batch
+            )));
+        }
+        (0..batch.batch)
+            .into_par_iter()
+            .map(|b| {
+                let row = b * batch.seq_len;
+                let len = batch.lengths[b];
+                self.forward_sequence_forced(
+                    &batch.ids[row..row + len],
+                    &batch.type_ids[row..row + len],
+                    &force[b],
+                )
+            })
+            .collect()
     }
 
     /// Every sequence of a padded batch, sequences in parallel.

@@ -1,0 +1,29 @@
+//! The `osq` command line: `quantize`, `verify`, `run` (and the evaluation commands).
+
+pub mod data;
+pub mod quantize;
+pub mod run;
+pub mod verify;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "osq",
+    version,
+    about = "Integer-only CPU inference for BERT encoders quantized with Outlier Suppression"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Calibrate (MinMax) and quantize an FP32 checkpoint into a parameter directory.
+    Quantize(quantize::QuantizeArgs),
+    /// Compare the integer executor with the fake-quant executors node by node.
+    Verify(verify::VerifyArgs),
+    /// Sentence embeddings on the integer executor.
+    Run(run::RunArgs),
+}
