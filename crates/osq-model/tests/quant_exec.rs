@@ -77,13 +77,34 @@ fn paper_mode_agrees_on_the_tiny_model() {
         let refs = reference::forward(&qm, &b).unwrap();
         let pm = PaperModel::new(&qm.params);
         let paper = pm.forward(&b).unwrap();
+        let forced: Vec<_> = refs.iter().map(|r| r.trace.clone()).collect();
+        let step = pm.forward_forced(&b, &forced).unwrap();
         let mut st = TraceStats::new(qm.params.layers.len());
-        for (r, p) in refs.iter().zip(&paper) {
+        let mut ss = TraceStats::new(qm.params.layers.len());
+        for ((r, p), q) in refs.iter().zip(&paper).zip(&step) {
             st.add(&r.trace, &p.trace, &qm.params);
+            ss.add(&r.trace, &q.trace, &qm.params);
         }
+        let ts = ss.total();
+        eprintln!(
+            "{bits}: paper-mode per step {:.4} % of {} codes, max |diff| {}",
+            ts.percent_equal(),
+            ts.total,
+            ts.max_abs_diff
+        );
+        assert!(
+            ts.max_abs_diff <= 1,
+            "{bits}: per-step diff {}",
+            ts.max_abs_diff
+        );
+        assert!(
+            ts.percent_equal() >= 99.9,
+            "{bits}: per step {}",
+            ts.percent_equal()
+        );
         let tot = st.total();
         eprintln!(
-            "{bits}: paper-mode agreement {:.4} % of {} codes, max |diff| {}, >1: {}",
+            "{bits}: paper-mode agreement (cascaded) {:.4} % of {} codes, max |diff| {}, >1: {}",
             tot.percent_equal(),
             tot.total,
             tot.max_abs_diff,

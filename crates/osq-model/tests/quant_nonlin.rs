@@ -21,15 +21,7 @@ fn integer_softmax_matches_f64_softmax() {
         // Observed max prob: at least 1/len.
         let pmax = (1.0 / len as f64 + rng.uniform()).min(1.0) as f32;
         let qp = QParams::activation(0.0, pmax, bits);
-        let sm = SoftmaxInt::new(
-            s_q as f64,
-            s_k as f64,
-            dh,
-            qp.scale as f64,
-            qp.zero_point,
-            qmax,
-        )
-        .unwrap();
+        let sm = SoftmaxInt::new(s_q, s_k, dh, qp.scale as f64, qp.zero_point, qmax).unwrap();
         let spread = (1 + rng.next_u64() % 60000) as i64;
         let scores: Vec<i32> = (0..len)
             .map(|_| ((rng.next_u64() % (2 * spread as u64)) as i64 - spread) as i32)

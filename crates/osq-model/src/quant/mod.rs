@@ -29,7 +29,7 @@ pub use qparams::{BitsConfig, QParams};
 pub use trace::{Trace, TraceStats};
 
 /// Fractional bits of the fixed-point residual sums and GELU inputs: `s = absmax / 2^22`.
-pub const FIXED_FRAC_BITS: u32 = 22;
+pub const FIXED_FRAC_BITS: u32 = 24;
 
 /// The nine quantization nodes of a layer (OS appendix B.1). `Emb` exists in layer 0 only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

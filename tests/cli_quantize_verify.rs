@@ -1,0 +1,195 @@
+//! End-to-end CLI: `osq quantize` → `osq verify` → `osq run` on a tiny generated BERT, and clear
+//! errors (non-zero exit, message naming the problem) on bad user input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use osq_model::testing::{temp_dir, write_tiny_bert};
+
+fn osq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_osq"))
+        .args(args)
+        .output()
+        .expect("run osq")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const SENTENCES: &str = "the cat sat on the mat.\nthis movie is very good!\n\ni hate that bad film, and the dog was not great.\nwe love it\nshe runs\nthey loved the movie, it was a great film\nis it good? not very.\n";
+
+fn setup() -> (PathBuf, PathBuf) {
+    let dir = temp_dir("cli").unwrap();
+    let model = dir.join("model");
+    write_tiny_bert(&model, 5).unwrap();
+    let data = dir.join("data.txt");
+    std::fs::write(&data, SENTENCES).unwrap();
+    (model, data)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn quantize_verify_run() {
+    let (model, data) = setup();
+    for bits in ["w8a8", "w4a4"] {
+        let out = model.parent().unwrap().join(format!("q-{bits}"));
+        let o = osq(&[
+            "quantize",
+            "--model",
+            s(&model),
+            "--data",
+            s(&data),
+            "--bits",
+            bits,
+            "-o",
+            s(&out),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let report = out.parent().unwrap().join(format!("report-{bits}.json"));
+        let o = osq(&[
+            "verify",
+            "--params",
+            s(&out),
+            "--data",
+            s(&data),
+            "--isa",
+            "all",
+            "--model",
+            s(&model),
+            "--json",
+            s(&report),
+        ]);
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(t.contains("BIT-EXACT") && !t.contains("MISMATCH"), "{t}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(v["bit_exact"], true);
+        assert_eq!(v["sentences"], 7);
+        assert!(v["layers"].as_array().unwrap().len() == 2 * 9 - 1);
+        let o = osq(&["run", "--params", s(&out), "the dog", "a great movie"]);
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(
+            t.contains("[0]") && t.contains("[1]") && t.contains("norm 1.0000"),
+            "{t}"
+        );
+        let o = osq(&["run", "--params", s(&out), "--json", "the dog"]);
+        assert!(o.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v[0]["embedding"].as_array().unwrap().len(), 32);
+    }
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let (model, data) = setup();
+    let dir = model.parent().unwrap().to_path_buf();
+    let out = dir.join("q");
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    let o = osq(&[
+        "quantize",
+        "--model",
+        s(&model),
+        "--data",
+        s(&empty),
+        "-o",
+        s(&out),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no sentences"), "{}", text(&o));
+
+    let bin = dir.join("latin1.txt");
+    std::fs::write(&bin, b"good movie\ncaf\xe9 au lait\n").unwrap();
+    let o = osq(&[
+        "quantize",
+        "--model",
+        s(&model),
+        "--data",
+        s(&bin),
+        "-o",
+        s(&out),
+    ]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("UTF-8") && t.contains("line 2"), "{t}");
+
+    let o = osq(&[
+        "quantize",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--bits",
+        "w3a3",
+        "-o",
+        s(&out),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("w3a3"));
+
+    let o = osq(&[
+        "quantize",
+        "--model",
+        s(&dir.join("nope")),
+        "--data",
+        s(&data),
+        "-o",
+        s(&out),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("config.json"), "{}", text(&o));
+
+    let o = osq(&[
+        "verify",
+        "--params",
+        s(&dir.join("nope")),
+        "--data",
+        s(&data),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("quant.json"), "{}", text(&o));
+
+    let o = osq(&[
+        "quantize",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = osq(&[
+        "verify",
+        "--params",
+        s(&out),
+        "--data",
+        s(&data),
+        "--isa",
+        "sparc",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("sparc"));
+    let o = osq(&["run", "--params", s(&out)]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no texts"));
+    let o = osq(&[
+        "verify",
+        "--params",
+        s(&out),
+        "--data",
+        s(&dir.join("missing.txt")),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("missing.txt"));
+}
