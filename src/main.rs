@@ -13,6 +13,8 @@ fn main() -> ExitCode {
         cli::Command::Quantize(a) => cli::quantize::run(a).map(|_| true),
         cli::Command::Verify(a) => cli::verify::run(a),
         cli::Command::Run(a) => cli::run::run(a).map(|_| true),
+        cli::Command::TrainProbe(a) => cli::eval::train_probe(a).map(|_| true),
+        cli::Command::Eval(a) => cli::eval::eval(a).map(|_| true),
     };
     match res {
         Ok(true) => ExitCode::SUCCESS,

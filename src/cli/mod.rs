@@ -1,6 +1,7 @@
 //! The `osq` command line: `quantize`, `verify`, `run` (and the evaluation commands).
 
 pub mod data;
+pub mod eval;
 pub mod quantize;
 pub mod run;
 pub mod verify;
@@ -26,4 +27,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Sentence embeddings on the integer executor.
     Run(run::RunArgs),
+    /// Train a linear probe (logistic regression) on FP32 sentence embeddings of labelled data.
+    TrainProbe(eval::TrainProbeArgs),
+    /// Probe accuracy on labelled data: FP32 and the integer executor of each parameter set.
+    Eval(eval::EvalArgs),
 }

@@ -29,6 +29,9 @@ pub struct RunArgs {
     /// Maximum tokens per text.
     #[arg(long, default_value_t = 128)]
     pub max_len: usize,
+    /// Classify with this probe (`osq train-probe`) instead of printing embeddings.
+    #[arg(long)]
+    pub probe: Option<PathBuf>,
 }
 
 pub fn run(a: &RunArgs) -> Result<()> {
@@ -50,6 +53,9 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let refs: Vec<&str> = a.texts.iter().map(String::as_str).collect();
     let batch = tok.encode_batch(&refs, a.max_len)?;
     let e = im.embed(&batch, &IntOptions { isa, trace: false })?;
+    if let Some(p) = &a.probe {
+        return super::eval::print_classes(p, &a.texts, &e, h, a.json);
+    }
     if a.json {
         let v: Vec<_> = a
             .texts
