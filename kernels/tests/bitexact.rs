@@ -500,6 +500,26 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+    /// One of M, N, K drawn up to 3100 (the others small enough to keep the case cheap).
+    #[test]
+    fn random_one_big_dim(which in 0usize..3, big in 1usize..3100, s1 in 1usize..24, s2 in 1usize..40,
+                          kind in 0usize..4, za in 0u8..=255, seed in any::<u64>()) {
+        let big = if big_tests() { big } else { big.min(700) };
+        let (m, n, k) = match which {
+            0 => (big, s2, s1 * 3),
+            1 => (s1, big, s2),
+            _ => (s1, s2, big),
+        };
+        let mut b = Builder::new(m, n, k, KINDS[kind], seed);
+        b.lda_pad = seed as usize % 7;
+        b.ldc_pad = (seed >> 4) as usize % 4;
+        b.za = za;
+        b.build().check(&[]);
+    }
+}
+
 /// K not a multiple of 4/8/16/64 (and exactly those), every row tail, one or more panels.
 #[test]
 fn k_and_row_tails() {
