@@ -21,6 +21,14 @@ python3 tools/ref_fp32.py
 step "tests (x86-64; ISAs here: $(grep -o -w -E 'avx2|avx512_vnni' /proc/cpuinfo | sort -u | tr '\n' ' '))"
 cargo test --workspace --release
 
+step "real model: integer executor bit-exact with the fake-quant reference (w8a8, w6a6; every ISA here)"
+OSQ="${CARGO_TARGET_DIR:-target}/release/osq"
+for bits in w8a8 w6a6; do
+  "$OSQ" quantize --model models/all-MiniLM-L6-v2 --data data/movie/calib.txt --bits "$bits" -o "out/ci/minmax-$bits"
+  "$OSQ" verify --params "out/ci/minmax-$bits" --model models/all-MiniLM-L6-v2 --data data/movie/eval.txt \
+    --limit 32 --isa all --json "out/ci/verify-$bits.json"
+done
+
 if [ -x tools/test-aarch64.sh ]; then
   step "tests (aarch64 under qemu, with and without dotprod)"
   tools/test-aarch64.sh
