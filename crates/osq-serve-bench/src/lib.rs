@@ -10,9 +10,11 @@
 //! - [`memory`]: peak RSS per engine in a fresh child process, resident weight bytes;
 //! - [`serve`]: concurrent mode (one shared engine behind a batching queue, every answer checked);
 //! - [`profile`]: per-stage timing of the integer forward (a stage-by-stage replica checked
-//!   bit-exact against the integer executor).
+//!   bit-exact against the integer executor);
+//! - [`fastpath`]: bit-exact faster GELU and softmax, measured in the profiler's replica.
 
 pub mod engine;
+pub mod fastpath;
 pub mod grid;
 pub mod inputs;
 pub mod memory;

@@ -8,6 +8,7 @@
 //! the computation actually benchmarked. Parallel attention tasks are timed per task (thread
 //! time, summed over threads) and the attention block as a whole (wall time).
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -22,6 +23,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::engine::{Engine, EngineKind, Threads};
+use crate::fastpath::{codes_row, FastLn, FastShortcut, FastSoftmax, GeluLut};
 use crate::inputs::{make_batch, read_sentences, Fill};
 
 const ROWS_PER_TASK: usize = 16;
@@ -35,7 +37,7 @@ struct PLayer {
 }
 
 /// Stages, in execution order.
-pub const STAGES: [&str; 15] = [
+pub const STAGES: [&str; 17] = [
     "embeddings+LN",
     "QKV GEMM",
     "QKV requant->codes",
@@ -46,17 +48,78 @@ pub const STAGES: [&str; 15] = [
     "  P.V GEMM (thread time)",
     "  context scatter",
     "attn-out GEMM",
-    "attn shortcut+LN",
+    "attn residual (shortcut)",
+    "attn LN",
     "FFN1 GEMM",
     "GELU",
     "FFN2 GEMM",
-    "FFN shortcut+LN",
+    "FFN residual (shortcut)",
+    "FFN LN",
 ];
 
-/// The replica with its own packed weights.
+/// The replica with its own packed weights; `fast` swaps in the bit-exact fast paths of
+/// [`crate::fastpath`] for GELU and softmax.
 pub struct Profiler<'a> {
-    qm: &'a QuantModel,
+    qm: Cow<'a, QuantModel>,
     layers: Vec<PLayer>,
+    fast: Option<Vec<FastLayer>>,
+}
+
+/// Fast paths of one layer: GELU, softmax, attention shortcut, attention LN, FFN shortcut, FFN LN.
+type FastLayer = (
+    GeluLut,
+    FastSoftmax,
+    FastShortcut,
+    FastLn,
+    FastShortcut,
+    FastLn,
+);
+
+/// `dense[t, j] = sat_i32(lin.fixed(dense[t, j], j) + shortcut_j(x[t, j] − z))` (in place).
+fn residual(
+    dense: &mut [i32],
+    x: &[u8],
+    h: usize,
+    z: i64,
+    lin: &osq_model::quant::graph::LinDerived,
+    sc: &[osq_model::quant::nonlin::SignedMul],
+    fast: Option<&FastShortcut>,
+) {
+    dense
+        .par_chunks_mut(h * ROWS_PER_TASK)
+        .zip(x.par_chunks(h * ROWS_PER_TASK))
+        .for_each(|(d, xi)| {
+            for (drow, xrow) in d.chunks_exact_mut(h).zip(xi.chunks_exact(h)) {
+                match fast {
+                    Some(f) => f.apply_row(sc, lin, drow, xrow, z),
+                    None => {
+                        for j in 0..h {
+                            let s = sc[j].apply(xrow[j] as i64 - z);
+                            drow[j] = sat_i32(lin.fixed(drow[j], j) + s);
+                        }
+                    }
+                }
+            }
+        });
+}
+
+fn layer_norm(
+    r: &[i32],
+    out: &mut [u8],
+    h: usize,
+    ln: &osq_model::quant::nonlin::LayerNormInt,
+    fast: Option<&FastLn>,
+) {
+    out.par_chunks_mut(h * ROWS_PER_TASK)
+        .zip(r.par_chunks(h * ROWS_PER_TASK))
+        .for_each(|(o, ri)| {
+            for (orow, rrow) in o.chunks_exact_mut(h).zip(ri.chunks_exact(h)) {
+                match fast {
+                    Some(f) => f.row(ln, rrow, orow),
+                    None => ln.row(rrow, orow),
+                }
+            }
+        });
 }
 
 fn kerr(what: &'static str) -> impl Fn(osq_kernels::KernelError) -> anyhow::Error {
@@ -106,7 +169,16 @@ fn fixed_gemm(
 }
 
 impl<'a> Profiler<'a> {
-    pub fn new(qm: &'a QuantModel) -> Result<Self> {
+    pub fn new(qm: &'a QuantModel, fast: bool) -> Result<Self> {
+        Self::build(Cow::Borrowed(qm), fast)
+    }
+
+    /// A replica that owns its copy of the model (the `osq-int8-proto` engine).
+    pub fn owned(qm: QuantModel, fast: bool) -> Result<Profiler<'static>> {
+        Profiler::build(Cow::Owned(qm), fast)
+    }
+
+    fn build(qm: Cow<'a, QuantModel>, fast: bool) -> Result<Self> {
         let four = qm.params.bits.weight_bits() == 4;
         let mut layers = Vec::new();
         for (lp, ld) in qm.params.layers.iter().zip(&qm.layers) {
@@ -127,7 +199,22 @@ impl<'a> Profiler<'a> {
                 ffn2: pack(&lp.ffn2.w.codes, lp.ffn2.n(), lp.ffn2.k(), four)?,
             });
         }
-        Ok(Profiler { qm, layers })
+        let fast = fast.then(|| {
+            qm.layers
+                .iter()
+                .map(|ld| {
+                    (
+                        GeluLut::new(&ld.gelu),
+                        FastSoftmax::new(&ld.softmax),
+                        FastShortcut::new(&ld.attn_shortcut),
+                        FastLn::new(&ld.attn_ln),
+                        FastShortcut::new(&ld.ffn_shortcut),
+                        FastLn::new(&ld.ffn_ln),
+                    )
+                })
+                .collect()
+        });
+        Ok(Profiler { qm, layers, fast })
     }
 
     /// One timed forward (inside the caller's rayon pool); returns the final codes of the valid
@@ -214,7 +301,8 @@ impl<'a> Profiler<'a> {
         {
             let (xin, _) = p.layer_input(l);
             let zx = xin.zero_point as u8;
-            lap(t, 14); // bookkeeping between layers counts as the previous stage
+            let fl = self.fast.as_ref().map(|f| &f[l]);
+            lap(t, 16); // bookkeeping between layers counts as the previous stage
             fixed_gemm(&x, t_all, zx, &il.qkv, &il.qkv_requant, &mut qkv, &gopt)?;
             lap(t, 1);
             q.par_chunks_mut(h * ROWS_PER_TASK)
@@ -224,10 +312,16 @@ impl<'a> Profiler<'a> {
                 .for_each(|(((qo, ko), vo), y)| {
                     for (tt, yr) in y.chunks_exact(3 * h).enumerate() {
                         let o = tt * h;
-                        for j in 0..h {
-                            qo[o + j] = ld.query.code(yr[j], j);
-                            ko[o + j] = ld.key.code(yr[h + j], j);
-                            vo[o + j] = ld.value.code(yr[2 * h + j], j);
+                        if self.fast.is_some() {
+                            codes_row(&ld.query, &yr[..h], &mut qo[o..o + h]);
+                            codes_row(&ld.key, &yr[h..2 * h], &mut ko[o..o + h]);
+                            codes_row(&ld.value, &yr[2 * h..], &mut vo[o..o + h]);
+                        } else {
+                            for j in 0..h {
+                                qo[o + j] = ld.query.code(yr[j], j);
+                                ko[o + j] = ld.key.code(yr[h + j], j);
+                                vo[o + j] = ld.value.code(yr[2 * h + j], j);
+                            }
                         }
                     }
                 });
@@ -276,7 +370,10 @@ impl<'a> Profiler<'a> {
                     let mut probs = vec![0u8; len * len];
                     let mut e = vec![0i64; len];
                     for (srow, prow) in scores.chunks_exact(len).zip(probs.chunks_exact_mut(len)) {
-                        ld.softmax.row(srow, &mut e, prow);
+                        match fl {
+                            Some((_, fs, ..)) => fs.row(&ld.softmax, srow, &mut e, prow),
+                            None => ld.softmax.row(srow, &mut e, prow),
+                        }
                     }
                     add(2, t0);
                     let t0 = Instant::now();
@@ -324,37 +421,36 @@ impl<'a> Profiler<'a> {
             )?;
             lap(t, 9);
             let zxi = zx as i64;
-            x7.par_chunks_mut(h * ROWS_PER_TASK)
-                .zip(dense.par_chunks(h * ROWS_PER_TASK))
-                .zip(x.par_chunks(h * ROWS_PER_TASK))
-                .for_each(|((o, d), xi)| {
-                    let mut r = vec![0i32; h];
-                    for ((orow, drow), xrow) in o
-                        .chunks_exact_mut(h)
-                        .zip(d.chunks_exact(h))
-                        .zip(xi.chunks_exact(h))
-                    {
-                        for j in 0..h {
-                            let sc = ld.attn_shortcut[j].apply(xrow[j] as i64 - zxi);
-                            r[j] = sat_i32(ld.attn_out.fixed(drow[j], j) + sc);
-                        }
-                        ld.attn_ln.row(&r, orow);
-                    }
-                });
+            residual(
+                &mut dense,
+                &x,
+                h,
+                zxi,
+                &ld.attn_out,
+                &ld.attn_shortcut,
+                fl.map(|f| &f.2),
+            );
             lap(t, 10);
+            layer_norm(&dense, &mut x7, h, &ld.attn_ln, fl.map(|f| &f.3));
+            lap(t, 11);
             let z7 = lp.node(Node::MhaLn).zero_point as u8;
             fixed_gemm(&x7, t_all, z7, &il.ffn1, &ld.ffn1.requant, &mut hbuf, &gopt)?;
-            lap(t, 11);
+            lap(t, 12);
             x8.par_chunks_mut(inter * ROWS_PER_TASK)
                 .zip(hbuf.par_chunks(inter * ROWS_PER_TASK))
                 .for_each(|(o, hh)| {
                     for (orow, hrow) in o.chunks_exact_mut(inter).zip(hh.chunks_exact(inter)) {
-                        for (j, (o, &v)) in orow.iter_mut().zip(hrow).enumerate() {
-                            *o = ld.gelu.code(sat_i32(ld.ffn1.fixed(v, j)));
+                        match fl {
+                            Some((g, ..)) => g.row(&ld.gelu, &ld.ffn1, hrow, orow),
+                            None => {
+                                for (j, (o, &v)) in orow.iter_mut().zip(hrow).enumerate() {
+                                    *o = ld.gelu.code(sat_i32(ld.ffn1.fixed(v, j)));
+                                }
+                            }
                         }
                     }
                 });
-            lap(t, 12);
+            lap(t, 13);
             let z8 = lp.node(Node::Gelu).zero_point as u8;
             fixed_gemm(
                 &x8,
@@ -365,26 +461,20 @@ impl<'a> Profiler<'a> {
                 &mut dense,
                 &gopt,
             )?;
-            lap(t, 13);
-            let z7i = z7 as i64;
-            x.par_chunks_mut(h * ROWS_PER_TASK)
-                .zip(dense.par_chunks(h * ROWS_PER_TASK))
-                .zip(x7.par_chunks(h * ROWS_PER_TASK))
-                .for_each(|((o, d), xi)| {
-                    let mut r = vec![0i32; h];
-                    for ((orow, drow), xrow) in o
-                        .chunks_exact_mut(h)
-                        .zip(d.chunks_exact(h))
-                        .zip(xi.chunks_exact(h))
-                    {
-                        for j in 0..h {
-                            let sc = ld.ffn_shortcut[j].apply(xrow[j] as i64 - z7i);
-                            r[j] = sat_i32(ld.ffn2.fixed(drow[j], j) + sc);
-                        }
-                        ld.ffn_ln.row(&r, orow);
-                    }
-                });
             lap(t, 14);
+            let z7i = z7 as i64;
+            residual(
+                &mut dense,
+                &x7,
+                h,
+                z7i,
+                &ld.ffn2,
+                &ld.ffn_shortcut,
+                fl.map(|f| &f.4),
+            );
+            lap(t, 15);
+            layer_norm(&dense, &mut x, h, &ld.ffn_ln, fl.map(|f| &f.5));
+            lap(t, 16);
         }
         for (i, s) in sub.iter().enumerate() {
             t.ns[4 + i] += s.load(Ordering::Relaxed);
@@ -430,6 +520,8 @@ pub struct StageRow {
 #[derive(Clone, Debug, Serialize)]
 pub struct Profile {
     pub engine: String,
+    /// `exact`: the executor's arithmetic as written; `fast`: with [`crate::fastpath`].
+    pub variant: String,
     pub batch: usize,
     pub seq: usize,
     pub threads: usize,
@@ -450,9 +542,10 @@ pub fn profile(
     batch: &Batch,
     threads: &Threads,
     runs: usize,
+    fast: bool,
 ) -> Result<Profile> {
     let qm = model.quant();
-    let prof = Profiler::new(qm)?;
+    let prof = Profiler::new(qm, fast)?;
     let mut acc = StageTimes::default();
     let mut scratch = StageTimes::default();
     let want = threads
@@ -511,6 +604,7 @@ pub fn profile(
         .collect();
     Ok(Profile {
         engine: name.into(),
+        variant: if fast { "fast" } else { "exact" }.into(),
         batch: batch.batch,
         seq: batch.seq_len,
         threads: threads.count(),
@@ -525,8 +619,8 @@ pub fn profile(
 /// Text rendering of a profile.
 pub fn render(p: &Profile) -> String {
     let mut s = format!(
-        "{} b{} s{} t{}: replica forward {:.3} ms, IntegerModel::forward {:.3} ms ({} runs), GEMM work {:.3} GMAC\n",
-        p.engine, p.batch, p.seq, p.threads, p.forward_ms, p.executor_ms, p.runs, p.total_gmac
+        "{} b{} s{} t{} [{} replica]: replica forward {:.3} ms, IntegerModel::forward {:.3} ms ({} runs, alternated), GEMM work {:.3} GMAC\n",
+        p.engine, p.batch, p.seq, p.threads, p.variant, p.forward_ms, p.executor_ms, p.runs, p.total_gmac
     );
     s.push_str(&format!(
         "  {:<30} {:>9} {:>7} {:>10}\n",
@@ -574,9 +668,11 @@ pub fn cli(
     let mut all = Vec::new();
     for &t in threads {
         let th = Threads::new(t)?;
-        let p = profile(m, e.name(), &b, &th, runs)?;
-        print!("{}", render(&p));
-        all.push(p);
+        for fast in [false, true] {
+            let p = profile(m, e.name(), &b, &th, runs, fast)?;
+            print!("{}", render(&p));
+            all.push(p);
+        }
     }
     if let Some(j) = json {
         crate::report::write_atomic(j, &serde_json::to_string_pretty(&all)?)?;

@@ -24,7 +24,7 @@ pub struct Ratio {
 
 /// The comparisons printed and stored: each osq integer engine against ORT int8 (dynamic and
 /// QDQ), ORT fp32 and our FP32, per cell where both were measured.
-pub const PAIRS: [(&str, &str); 10] = [
+pub const PAIRS: [(&str, &str); 14] = [
     ("osq-int8", "ort-int8-dynamic"),
     ("osq-int8", "ort-int8-qdq"),
     ("osq-int8", "osq-fp32"),
@@ -35,6 +35,10 @@ pub const PAIRS: [(&str, &str); 10] = [
     ("osq-int4", "osq-fp32"),
     ("osq-int4", "osq-int8"),
     ("ort-int8-dynamic", "ort-fp32"),
+    ("osq-int8-proto", "ort-int8-dynamic"),
+    ("osq-int8-proto", "ort-int8-qdq"),
+    ("osq-int8-proto", "osq-fp32"),
+    ("osq-int8-proto", "osq-int8"),
 ];
 
 /// Ratios of [`PAIRS`] over every cell of `records`.
@@ -111,7 +115,7 @@ pub fn ratio_lines(rs: &[Ratio]) -> String {
     for r in rs {
         let _ = writeln!(
             s,
-            "b{:<3} s{:<4} t{}  {:>9} / {:<17} p50 ratio {:>6.3}  ({:.2}x {})",
+            "b{:<3} s{:<4} t{}  {:>16} / {:<17} p50 ratio {:>6.3}  ({:.2}x {})",
             r.batch,
             r.seq,
             r.threads,

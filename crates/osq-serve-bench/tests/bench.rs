@@ -280,13 +280,14 @@ fn profile_replica_matches_executor() {
     for bits in [BitsConfig::W8A8, BitsConfig::W4A8] {
         let e = int_engine(&t, bits);
         let b = make_batch(e.tokenizer(), &sentences(), 3, 40, Fill::Full, 0).unwrap();
-        for n in [1, 2] {
+        for (n, fast) in [(1, false), (2, false), (1, true), (2, true)] {
             let p = osq_serve_bench::profile::profile(
                 e.integer().unwrap(),
                 e.name(),
                 &b,
                 &Threads::new(n).unwrap(),
                 2,
+                fast,
             )
             .unwrap();
             assert_eq!(p.stages.len(), osq_serve_bench::profile::STAGES.len());

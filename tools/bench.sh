@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# End-to-end latency bench: osq int8/int4 vs our FP32 vs ONNX Runtime (dynamic + QDQ int8).
+#
+#   tools/bench.sh                       # headline: batch 1, seq 128, threads 1 and 2, 3 rounds
+#   ROUNDS=5 tools/bench.sh              # more rounds
+#   GRID=1 tools/bench.sh                # also the full grid (batch 1,8,32 × seq 16,64,128,384)
+#   CONCURRENT=1 tools/bench.sh          # also the concurrent mode (4 clients, batching queue)
+#
+# Steps: fetch model/data if missing (tools/fetch_model.sh, tools/fetch_data.py); quantize int8
+# (w8a8) and int4 (w4a8) with `osq quantize` (falls back to `osq-serve-bench quantize`, the same
+# library calls, if the CLI is unavailable); then ROUNDS rounds of [ONNX Runtime, then osq]
+# back to back on the same cells, each round's osq run merging that round's ORT records, so every
+# ratio compares two measurements taken within a minute of each other; then the median over
+# rounds of every ratio (`osq-serve-bench summarize`). Everything lands in $OUT (default out/bench).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+MODEL="${MODEL:-models/all-MiniLM-L6-v2}"
+OUT="${OUT:-out/bench}"
+ROUNDS="${ROUNDS:-3}"
+THREADS="${THREADS:-1,2}"
+RUNS="${RUNS:-200}"          # ORT timed runs per cell and round
+MAX_SECONDS="${MAX_SECONDS:-4}" # osq seconds per engine and cell and round
+DATA="${DATA:-data/movie/eval.txt}"
+# int8-proto = the profiler's replica with the proposed bit-exact fast paths (asserted equal to int8).
+ENGINES="${ENGINES:-fp32,int8,int4,int8-proto}"
+CALIB="${CALIB:-data/movie/calib.txt}"
+P8="$OUT/params-w8a8"
+P4="$OUT/params-w4a8"
+
+log() { echo "bench.sh: $*" >&2; }
+
+# 1. Model and data.
+if [[ ! -f "$MODEL/model.safetensors" ]]; then
+  log "fetching the model"
+  tools/fetch_model.sh
+fi
+if [[ ! -f "$DATA" || ! -f "$CALIB" ]]; then
+  log "fetching the data"
+  "$PYTHON" tools/fetch_data.py
+fi
+
+# 2. Build (release).
+log "building (release)"
+cargo build --release -p osq-serve-bench
+BENCH="$ROOT/target/release/osq-serve-bench"
+HAVE_OSQ=0
+if cargo build --release --bin osq >/dev/null 2>&1 && "$ROOT/target/release/osq" quantize --help >/dev/null 2>&1; then
+  HAVE_OSQ=1
+fi
+
+# 3. Quantize (every run, ~10 s each: the parameter format follows the code; KEEP_PARAMS=1 reuses).
+quantize() { # bits dir
+  local bits="$1" dir="$2"
+  if [[ "${KEEP_PARAMS:-0}" == 1 && -f "$dir/quant.json" ]]; then
+    log "$dir kept (KEEP_PARAMS=1)"
+    return
+  fi
+  rm -rf "$dir"
+  if [[ $HAVE_OSQ == 1 ]] && "$ROOT/target/release/osq" quantize --model "$MODEL" --data "$CALIB" \
+      --bits "$bits" --output "$dir"; then
+    log "quantized $bits with osq quantize -> $dir"
+  else
+    log "osq quantize unavailable or failed; MinMax through the library (osq-serve-bench quantize)"
+    "$BENCH" quantize --model "$MODEL" --calib "$CALIB" --bits "$bits" --out "$dir"
+  fi
+}
+mkdir -p "$OUT"
+quantize w8a8 "$P8"
+quantize w4a8 "$P4"
+
+# 4. Rounds: ORT then osq, back to back, same cells.
+IFS=',' read -r -a TLIST <<<"$THREADS"
+files=()
+for r in $(seq 1 "$ROUNDS"); do
+  rd="$OUT/round-$r"
+  mkdir -p "$rd"
+  log "round $r/$ROUNDS: ONNX Runtime (b1 s128, threads ${TLIST[*]})"
+  "$PYTHON" tools/onnx_bench.py --model "$MODEL" --out out/onnx --batch 1 --seq 128 \
+    --threads "${TLIST[@]}" --runs "$RUNS" --json "$rd/ort.json" >&2
+  log "round $r/$ROUNDS: osq (b1 s128, threads $THREADS)"
+  mem=(--no-memory)
+  [[ $r == 1 ]] && mem=()
+  "$BENCH" --model "$MODEL" --params "$P8" --params-int4 "$P4" --data "$DATA" --engines "$ENGINES" \
+    --batch 1 --seq 128 --threads "$THREADS" --max-seconds "$MAX_SECONDS" --min-runs 50 \
+    --onnx "$rd/ort.json" --out "$rd" "${mem[@]}" | tee "$rd/summary.txt"
+  files+=("$rd/results.json")
+done
+
+# 5. Optional: full grid and concurrent mode.
+if [[ "${GRID:-0}" == 1 ]]; then
+  log "full grid"
+  mkdir -p "$OUT/grid"
+  "$BENCH" --model "$MODEL" --params "$P8" --params-int4 "$P4" --data "$DATA" --engines "$ENGINES" \
+    --batch 1,8,32 --seq 16,64,128,384 --threads "$THREADS" --max-seconds 2 --min-runs 10 \
+    --no-memory --out "$OUT/grid" | tee "$OUT/grid/summary.txt"
+fi
+if [[ "${CONCURRENT:-0}" == 1 ]]; then
+  log "concurrent mode"
+  mkdir -p "$OUT/serve"
+  "$BENCH" --params "$P8" --model "$MODEL" --data "$DATA" --concurrent 4 --requests 2000 \
+    --max-batch 1,8 --serve-threads 2 --out "$OUT/serve" | tee "$OUT/serve/summary.txt"
+fi
+
+# 6. Summary over rounds.
+echo
+echo "== median over $ROUNDS rounds (each ratio from one round's back-to-back ORT and osq runs) =="
+"$BENCH" summarize "${files[@]}" | tee "$OUT/summary.txt"
+echo
+echo "first round's memory and targets: $OUT/round-1/summary.txt; plots: $OUT/round-*/latency.svg"
