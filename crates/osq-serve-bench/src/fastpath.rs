@@ -122,28 +122,41 @@ impl GeluLut {
         let (bias, out) = (&lin.bias[..n], &mut out[..n]);
         let last = (self.entries.len() - 1) as u64;
         let ent = &self.entries[..];
-        let mut any = 0u64;
-        for j in 0..n {
-            let h = sat_i32(hrow[j] as i64 + bias[j]);
-            let idx = (((h as i64 - GELU_LO) >> GELU_SHIFT) as u64).min(last) as usize;
-            // SAFETY: idx ≤ last = entries.len() − 1.
-            let e = unsafe { *ent.get_unchecked(idx) };
-            any |= e;
-            out[j] = if h >= e as u32 as i32 {
-                (e >> 40) as u8
-            } else {
-                (e >> 32) as u8
-            };
-        }
-        if any & FALLBACK != 0 {
-            for j in 0..n {
+        // Chunks of 64: a branch-free pass, then the scalar fallback only for the chunks that
+        // hit a fallback bucket (~0.1% of inputs on all-MiniLM-L6-v2).
+        const C: usize = 64;
+        for c0 in (0..n).step_by(C) {
+            let c1 = (c0 + C).min(n);
+            let mut any = 0u64;
+            for j in c0..c1 {
                 let h = sat_i32(hrow[j] as i64 + bias[j]);
                 let idx = (((h as i64 - GELU_LO) >> GELU_SHIFT) as u64).min(last) as usize;
-                if ent[idx] & FALLBACK != 0 {
-                    out[j] = t.code(h);
+                // SAFETY: idx ≤ last = entries.len() − 1.
+                let e = unsafe { *ent.get_unchecked(idx) };
+                any |= e;
+                out[j] = if h >= e as u32 as i32 {
+                    (e >> 40) as u8
+                } else {
+                    (e >> 32) as u8
+                };
+            }
+            if any & FALLBACK != 0 {
+                for j in c0..c1 {
+                    let h = sat_i32(hrow[j] as i64 + bias[j]);
+                    let idx = (((h as i64 - GELU_LO) >> GELU_SHIFT) as u64).min(last) as usize;
+                    if ent[idx] & FALLBACK != 0 {
+                        out[j] = t.code(h);
+                    }
                 }
             }
         }
+    }
+
+    /// Whether `h` lands in a fallback bucket (or out of range).
+    pub fn falls_back(&self, h: i32) -> bool {
+        let last = (self.entries.len() - 1) as u64;
+        let idx = (((h as i64 - GELU_LO) >> GELU_SHIFT) as u64).min(last) as usize;
+        self.entries[idx] & FALLBACK != 0
     }
 
     /// Fraction of buckets answered without the fallback.

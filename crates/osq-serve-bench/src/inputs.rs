@@ -121,9 +121,10 @@ fn full_row(tok: &Tokenizer, sentences: &[String], start: usize, seq: usize) -> 
         s.split_whitespace().count()
     };
     // Wordpiece gives at least one token per whitespace word: `seq` words are nearly always
-    // enough; otherwise add one sentence at a time.
+    // enough; otherwise add one sentence at a time, wrapping around a small data file.
+    let limit = n.max(1) * (seq + 1);
     let mut words = 0usize;
-    while words < seq && used < n {
+    while words < seq && used < limit {
         words += push(&mut text, &mut used);
     }
     loop {
@@ -132,9 +133,9 @@ fn full_row(tok: &Tokenizer, sentences: &[String], start: usize, seq: usize) -> 
         if ids.len() >= seq {
             return Ok(ids);
         }
-        if used >= n {
+        if used >= limit {
             bail!(
-                "the data file has too little text for {seq} tokens per row ({} tokens from all {n} sentences)",
+                "the data file gives too few tokens for {seq} per row ({} tokens from {used} sentences)",
                 ids.len()
             );
         }

@@ -220,6 +220,16 @@ impl<'a> Profiler<'a> {
     /// One timed forward (inside the caller's rayon pool); returns the final codes of the valid
     /// tokens, sequences concatenated, and adds the stage times to `t`.
     pub fn forward(&self, batch: &Batch, t: &mut StageTimes) -> Result<Vec<u8>> {
+        self.forward_with(batch, t, &mut |_, _| {})
+    }
+
+    /// [`Profiler::forward`] calling `ffn1(layer, fixed FFN1 outputs)` before GELU.
+    pub fn forward_with(
+        &self,
+        batch: &Batch,
+        t: &mut StageTimes,
+        ffn1: &mut dyn FnMut(usize, &[i32]),
+    ) -> Result<Vec<u8>> {
         let p = &self.qm.params;
         let c = &p.config;
         let (h, inter, heads, dh) = (
@@ -436,6 +446,7 @@ impl<'a> Profiler<'a> {
             let z7 = lp.node(Node::MhaLn).zero_point as u8;
             fixed_gemm(&x7, t_all, z7, &il.ffn1, &ld.ffn1.requant, &mut hbuf, &gopt)?;
             lap(t, 12);
+            ffn1(l, &hbuf);
             x8.par_chunks_mut(inter * ROWS_PER_TASK)
                 .zip(hbuf.par_chunks(inter * ROWS_PER_TASK))
                 .for_each(|(o, hh)| {
@@ -666,6 +677,13 @@ pub fn cli(
     let seq = seq.min(e.max_positions());
     let b = make_batch(e.tokenizer(), &sentences, batch, seq, Fill::Full, 0)?;
     let mut all = Vec::new();
+    for (l, (n, fb, rows)) in gelu_fallback_stats(m.quant(), &b)?.into_iter().enumerate() {
+        println!(
+            "GELU table, layer {l}: {fb} of {n} inputs in fallback buckets ({:.3}%), {rows} of {} rows need the fallback pass",
+            fb as f64 * 100.0 / n.max(1) as f64,
+            n / m.quant().config().intermediate_size
+        );
+    }
     for &t in threads {
         let th = Threads::new(t)?;
         for fast in [false, true] {
@@ -678,4 +696,31 @@ pub fn cli(
         crate::report::write_atomic(j, &serde_json::to_string_pretty(&all)?)?;
     }
     Ok(())
+}
+
+/// GELU inputs of one forward per layer: (elements, elements in fallback buckets, rows with at
+/// least one). Computed with the exact replica's FFN1 outputs.
+pub fn gelu_fallback_stats(qm: &QuantModel, batch: &Batch) -> Result<Vec<(usize, usize, usize)>> {
+    let prof = Profiler::new(qm, false)?;
+    let mut st = StageTimes::default();
+    let inter = qm.config().intermediate_size;
+    let mut out = Vec::new();
+    prof.forward_with(batch, &mut st, &mut |l, hbuf: &[i32]| {
+        let ld = &qm.layers[l];
+        let lut = GeluLut::new(&ld.gelu);
+        let (mut n, mut fb, mut rows) = (0, 0, 0);
+        for row in hbuf.chunks_exact(inter) {
+            let mut any = false;
+            for (j, &v) in row.iter().enumerate() {
+                n += 1;
+                if lut.falls_back(sat_i32(ld.ffn1.fixed(v, j))) {
+                    fb += 1;
+                    any = true;
+                }
+            }
+            rows += usize::from(any);
+        }
+        out.push((n, fb, rows));
+    })?;
+    Ok(out)
 }
