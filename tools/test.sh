@@ -33,3 +33,11 @@ if [ -x tools/test-aarch64.sh ]; then
   step "tests (aarch64 under qemu, with and without dotprod)"
   tools/test-aarch64.sh
 fi
+
+step "real model on aarch64 under qemu: integer executor bit-exact (w8a8, 2 sentences; with and without dotprod)"
+cargo build --release -q -p osq --target aarch64-unknown-linux-gnu
+OSQ_ARM="${CARGO_TARGET_DIR:-target}/aarch64-unknown-linux-gnu/release/osq"
+for cpu in max cortex-a72; do
+  QEMU_CPU=$cpu qemu-aarch64 -L /usr/aarch64-linux-gnu "$OSQ_ARM" verify --params out/ci/minmax-w8a8 \
+    --model models/all-MiniLM-L6-v2 --data data/movie/eval.txt --limit 2 --isa all
+done
