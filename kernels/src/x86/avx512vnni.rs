@@ -14,7 +14,7 @@
 //! s4: one 64-byte block holds groups `2h` (low nibbles) and `2h + 1` (high nibbles). The kernel
 //! never sign-extends: `x & 0xF0` is the byte `16·hi` and `(x << 4) & 0xF0` is `16·lo` (exact: the
 //! codes are −8..7, so `16·w ∈ [−128, 112]`). The accumulators then hold `16·Σ a·w` with
-//! `|16·Σ a·w| ≤ 16·255·8·K ≤ 2^30 − 2^23` for `K ≤ MAX_K = 32768`, so they cannot wrap, and an
+//! `|16·Σ a·w| ≤ 16·255·8·K ≤ 2^30 − 2^22` for `K ≤ MAX_K = 32768`, so they cannot wrap, and an
 //! arithmetic shift right by 4 at the end is exact.
 
 use super::epi512::{epilogue_tile, Acc512};
@@ -51,16 +51,14 @@ pub(crate) unsafe fn gemm_u8_packed_avx512vnni(
         }
         p += NP;
     }
-    while p < panels.end {
-        // SAFETY: as above, one panel.
-        unsafe {
-            if s4 {
-                row_blocks::<1, true>(job, rows.clone(), p)
-            } else {
-                row_blocks::<1, false>(job, rows.clone(), p)
-            }
+    // SAFETY: as above, the last panel when the count is odd.
+    unsafe {
+        match (panels.end - p, s4) {
+            (0, _) => {}
+            (1, false) => row_blocks::<1, false>(job, rows, p),
+            (1, true) => row_blocks::<1, true>(job, rows, p),
+            _ => unreachable!("fewer than NP = 2 panels remain"),
         }
-        p += 1;
     }
 }
 
