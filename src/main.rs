@@ -15,6 +15,8 @@ fn main() -> ExitCode {
         cli::Command::Run(a) => cli::run::run(a).map(|_| true),
         cli::Command::TrainProbe(a) => cli::eval::train_probe(a).map(|_| true),
         cli::Command::Eval(a) => cli::eval::eval(a).map(|_| true),
+        cli::Command::Calibrate(a) => cli::calibrate::run(a).map(|_| true),
+        cli::Command::Report(a) => cli::calibrate::report(a).map(|_| true),
     };
     match res {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The `osq` command line: `quantize`, `verify`, `run` (and the evaluation commands).
 
+pub mod calibrate;
 pub mod data;
 pub mod eval;
 pub mod quantize;
@@ -31,4 +32,8 @@ pub enum Command {
     TrainProbe(eval::TrainProbeArgs),
     /// Probe accuracy on labelled data: FP32 and the integer executor of each parameter set.
     Eval(eval::EvalArgs),
+    /// Calibrate with osq-calib (MinMax, Percentile, OMSE, OS, OS+) into a parameter directory.
+    Calibrate(calibrate::CalibrateArgs),
+    /// The OS paper's Table 1 and Fig. 1 on a model (γ vs. non-scaling LayerNorm outliers).
+    Report(calibrate::ReportArgs),
 }

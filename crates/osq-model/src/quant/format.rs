@@ -146,6 +146,14 @@ pub fn save(p: &QuantParams, dir: &Path, model_dir: Option<&Path>) -> Result<()>
                 vec![h],
                 f32_bytes(&ln.beta),
             ));
+            if let Some(s) = &ln.shortcut {
+                tensors.push((
+                    format!("{name}.shortcut"),
+                    Dtype::F32,
+                    vec![h],
+                    f32_bytes(s),
+                ));
+            }
         };
     ln("embeddings.ln", &p.emb_ln, &mut tensors);
     for (l, lp) in p.layers.iter().enumerate() {
@@ -315,6 +323,10 @@ impl T<'_, '_> {
             gamma: self.f32s(&format!("{name}.gamma"), &[h])?,
             beta: self.f32s(&format!("{name}.beta"), &[h])?,
             migrated,
+            shortcut: match self.st.tensor(&format!("{name}.shortcut")) {
+                Ok(_) => Some(self.f32s(&format!("{name}.shortcut"), &[h])?),
+                Err(_) => None,
+            },
         })
     }
 }

@@ -83,6 +83,21 @@ pub struct LnParams {
     pub gamma: Vec<f32>,
     pub beta: Vec<f32>,
     pub migrated: bool,
+    /// Per-channel shortcut multiplier of a scaling (non-migrated) LN: OS+ channel-wise scaling
+    /// (osq-calib) folds `s` into the next Linear's weight columns and leaves `s ⊙ x̂` on the
+    /// shortcut. `None` = 1. Ignored when `migrated` (the shortcut then carries γ).
+    pub shortcut: Option<Vec<f32>>,
+}
+
+impl LnParams {
+    /// The shortcut multiplier: γ when migrated, the OS+ scale when set, else `None` (= 1).
+    pub fn shortcut_mul(&self) -> Option<&[f32]> {
+        if self.migrated {
+            Some(&self.gamma)
+        } else {
+            self.shortcut.as_deref()
+        }
+    }
 }
 
 /// Quantized parameters of one encoder layer.
@@ -193,6 +208,7 @@ impl QuantParams {
             gamma: x.gamma.clone(),
             beta: x.beta.clone(),
             migrated,
+            shortcut: None,
         };
         let e = &w.embeddings;
         let emb_ln = ln(&e.ln, migrate);
@@ -269,19 +285,14 @@ impl QuantParams {
         })
     }
 
-    /// The quantizer and the shortcut γ (if migrated) of layer `l`'s input.
+    /// The quantizer and the shortcut multiplier (γ if migrated, the OS+ scale if set) of layer
+    /// `l`'s input.
     pub fn layer_input(&self, l: usize) -> (&QParams, Option<&[f32]>) {
         if l == 0 {
-            (
-                self.layers[0].node(Node::Emb),
-                self.emb_ln.migrated.then_some(&self.emb_ln.gamma[..]),
-            )
+            (self.layers[0].node(Node::Emb), self.emb_ln.shortcut_mul())
         } else {
             let p = &self.layers[l - 1];
-            (
-                p.node(Node::FfnLn),
-                p.ffn_ln.migrated.then_some(&p.ffn_ln.gamma[..]),
-            )
+            (p.node(Node::FfnLn), p.ffn_ln.shortcut_mul())
         }
     }
 
@@ -516,7 +527,7 @@ impl QuantModel {
                 context,
                 attn_shortcut: shortcut(in_gamma, h, s_x, lp.s_r_attn, &w("attention shortcut"))?,
                 ffn_shortcut: shortcut(
-                    lp.attn_ln.migrated.then_some(&lp.attn_ln.gamma[..]),
+                    lp.attn_ln.shortcut_mul(),
                     h,
                     n7.scale,
                     lp.s_r_ffn,

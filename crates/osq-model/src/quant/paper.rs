@@ -179,7 +179,7 @@ impl<'a> PaperModel<'a> {
                 force.map(|f| f.get(0, Node::Emb)),
             ),
         );
-        let shortcut_gamma = |ln: &LnParams, j: usize| if ln.migrated { ln.gamma[j] } else { 1.0 };
+        let shortcut_gamma = |ln: &LnParams, j: usize| ln.shortcut_mul().map_or(1.0, |m| m[j]);
         let scale = 1.0 / (dh as f32).sqrt();
         for (l, (lp, pl)) in p.layers.iter().zip(&self.layers).enumerate() {
             let in_ln = if l == 0 {
