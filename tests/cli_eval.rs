@@ -115,7 +115,7 @@ fn train_probe(st: &Setup) -> String {
         "-o",
         s(&st.probe),
         "--l2",
-        "1e-3",
+        "1e-7",
         "--threads",
         "1",
     ]))

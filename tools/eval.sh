@@ -11,7 +11,7 @@
 #
 # Environment: MODEL, DATA, OUT, METHODS ("minmax os os+" by default), BITS
 # ("w8a8 w6a6 w4a8 w4a4"), VERIFY_LIMIT (256), THREADS (0 = all), LIMIT (test sentences, all),
-# CALIB_ARGS (extra arguments for osq calibrate), FORCE.
+# CALIB_ARGS (extra arguments for osq calibrate), FORCE, OSQ (use this binary, no cargo build).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,9 +30,11 @@ FORCE="${FORCE:-0}"
 log() { echo "[eval.sh $(date +%H:%M:%S)] $*" >&2; }
 T0=$SECONDS
 
-log "building osq (release)"
-cargo build --release --quiet --bin osq
-OSQ="$ROOT/target/release/osq"
+if [[ -z "${OSQ:-}" ]]; then
+  log "building osq (release)"
+  cargo build --release --quiet --bin osq
+  OSQ="$ROOT/target/release/osq"
+fi
 
 if [[ ! -s "$MODEL/model.safetensors" || ! -s "$MODEL/tokenizer.json" ]]; then
   log "fetching the model into $MODEL"
@@ -47,7 +49,7 @@ mkdir -p "$OUT/params" "$OUT/verify" "$OUT/logs"
 PROBE="$OUT/probe.json"
 if [[ "$FORCE" == 1 || ! -s "$PROBE" ]]; then
   log "training the probe on $DATA/train.tsv"
-  "$OSQ" train-probe --model "$MODEL" --train "$DATA/train.tsv" -o "$PROBE" \
+  "$OSQ" train-probe --model "$MODEL" --train "$DATA/train.tsv" -o "$PROBE" --cv-folds 5 \
     --threads "$THREADS" | tee "$OUT/logs/train-probe.txt"
 else
   log "reusing $PROBE (FORCE=1 retrains)"

@@ -33,9 +33,9 @@ pub struct TrainProbeArgs {
     /// Output probe file (JSON).
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
-    /// L2 penalty λ on the standardized weights (ignored with --cv-folds). The default is
-    /// what 5-fold CV chose on data/movie/train.tsv with all-MiniLM-L6-v2.
-    #[arg(long, default_value_t = 3e-2)]
+    /// L2 penalty λ on the weights (ignored with --cv-folds). The default is what 5-fold CV
+    /// chose on data/movie/train.tsv with all-MiniLM-L6-v2 (raw features).
+    #[arg(long, default_value_t = 1e-4)]
     pub l2: f64,
     /// Choose λ from --l2-grid by k-fold cross-validation (0 = off).
     #[arg(long, default_value_t = 0)]
@@ -44,12 +44,13 @@ pub struct TrainProbeArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1e-1,3e-2,1e-2,3e-3,1e-3,3e-4,1e-4"
+        default_value = "1e-1,3e-2,1e-2,3e-3,1e-3,3e-4,1e-4,3e-5,1e-5,3e-6,1e-6"
     )]
     pub l2_grid: Vec<f64>,
-    /// Do not standardize the features before fitting.
+    /// Standardize the features (train mean/std) before fitting; folded into the stored
+    /// weights. Off by default (docs/eval.md).
     #[arg(long)]
-    pub no_standardize: bool,
+    pub standardize: bool,
     /// Also report FP32 accuracy of the probe on this labelled file.
     #[arg(long)]
     pub test: Option<PathBuf>,
@@ -263,7 +264,7 @@ pub fn train_probe(a: &TrainProbeArgs) -> Result<()> {
     let t_embed = pr.seconds();
     let opts = ProbeOptions {
         l2: a.l2,
-        standardize: !a.no_standardize,
+        standardize: a.standardize,
         ..Default::default()
     };
     let t1 = Instant::now();

@@ -7,8 +7,11 @@
 //! and then applied unchanged to the embeddings of every quantized model.
 //!
 //! Training (see docs/eval.md):
-//! - features are standardized with the training mean and (population) standard deviation
-//!   (a channel with std < 1e-12 keeps std 1), so the L2 penalty treats every channel alike;
+//! - by default the raw embedding is the feature vector (the geometry the embeddings are made
+//!   for). Optionally features are standardized with the training mean and (population) standard
+//!   deviation (a channel with std < 1e-12 keeps std 1). Default off: on all-MiniLM-L6-v2 it
+//!   has lower cross-validated accuracy and it amplifies low-variance channels, which makes the
+//!   probe sensitive to perturbations far below the embedding's own scale (docs/eval.md);
 //! - loss `(1/n) Σ [softplus(t_i) − y_i t_i] + (λ/2)‖w‖²`, `t = w·z + b`, bias not penalized;
 //! - damped Newton: exact gradient and Hessian in f64, Cholesky solve, Armijo backtracking;
 //!   stops when the Newton decrement `gᵀH⁻¹g / 2 < tol`. The objective is strictly convex for
@@ -138,8 +141,8 @@ pub struct ProbeOptions {
 impl Default for ProbeOptions {
     fn default() -> Self {
         ProbeOptions {
-            l2: 1e-3,
-            standardize: true,
+            l2: 1e-4,
+            standardize: false,
             max_iter: 100,
             tol: 1e-12,
         }
@@ -827,15 +830,16 @@ mod tests {
     }
 
     #[test]
-    fn deterministic_and_unstandardized() {
+    fn deterministic_and_standardized() {
         let (x, y) = blobs(300, 8, 0.6, 7);
         let a = train(&x, &y, 8, &ProbeOptions::default()).unwrap();
         let b = train(&x, &y, 8, &ProbeOptions::default()).unwrap();
         assert_eq!(a, b);
         let o = ProbeOptions {
-            standardize: false,
+            standardize: true,
             ..Default::default()
         };
+        assert_eq!(train(&x, &y, 8, &o).unwrap(), train(&x, &y, 8, &o).unwrap());
         let c = train(&x, &y, 8, &o).unwrap();
         let acc = c.training.as_ref().unwrap().accuracy;
         assert!(acc > 0.7, "{acc}");
