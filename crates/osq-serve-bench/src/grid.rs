@@ -13,6 +13,7 @@ use osq_model::Batch;
 
 use crate::engine::{Engine, Output, Threads};
 use crate::inputs::{make_batch, Fill};
+use crate::ort::OrtTargets;
 use crate::stats::{Record, Summary};
 
 /// Timing policy of a cell.
@@ -124,8 +125,16 @@ fn hex(d: u64) -> String {
     format!("{d:016x}")
 }
 
+/// Latency samples (ms), one vector per engine.
+pub type Samples = Vec<Vec<f64>>;
+
+enum Target<'a> {
+    Osq(&'a Engine),
+    Ort(&'a str),
+}
+
 struct Slot<'a> {
-    engine: &'a Engine,
+    target: Target<'a>,
     samples: Vec<f64>,
     spent: f64,
     done: bool,
@@ -139,18 +148,46 @@ pub fn time_interleaved(
     threads: &Threads,
     t: &Timing,
 ) -> Result<Vec<Vec<f64>>> {
+    let (osq, _) = time_with_ort(engines, None, batch, threads, t)?;
+    Ok(osq)
+}
+
+/// Like [`time_interleaved`], with the ORT engines of `ort` (already given this batch as input)
+/// in the same round robin. Returns (osq samples, ORT samples), each in engine order.
+pub fn time_with_ort(
+    engines: &[Engine],
+    mut ort: Option<&mut OrtTargets>,
+    batch: &Batch,
+    threads: &Threads,
+    t: &Timing,
+) -> Result<(Samples, Samples)> {
+    let ort_names: Vec<String> = ort
+        .as_ref()
+        .map(|o| o.engines.iter().map(|(n, _)| n.clone()).collect())
+        .unwrap_or_default();
     let mut slots: Vec<Slot> = engines
         .iter()
-        .map(|e| Slot {
-            engine: e,
+        .map(Target::Osq)
+        .chain(ort_names.iter().map(|n| Target::Ort(n)))
+        .map(|target| Slot {
+            target,
             samples: Vec::new(),
             spent: 0.0,
             done: false,
         })
         .collect();
     for s in &slots {
-        for _ in 0..t.warmup {
-            s.engine.run(batch, threads)?;
+        match s.target {
+            Target::Osq(e) => {
+                for _ in 0..t.warmup {
+                    e.run(batch, threads)?;
+                }
+            }
+            Target::Ort(n) => {
+                if let Some(o) = ort.as_deref_mut() {
+                    o.worker.time(n, threads.count(), t.warmup.max(1))?;
+                }
+            }
         }
     }
     while slots.iter().any(|s| !s.done) {
@@ -161,28 +198,69 @@ pub fn time_interleaved(
                 s.spent / s.samples.len() as f64
             };
             let block = ((t.block_seconds / est).floor() as usize).clamp(1, 1000);
-            for _ in 0..block {
-                let t0 = Instant::now();
-                let out = s.engine.run(batch, threads)?;
-                let dt = t0.elapsed().as_secs_f64();
-                std::hint::black_box(&out);
-                drop(out);
-                s.samples.push(dt * 1e3);
-                s.spent += dt;
-                let n = s.samples.len();
-                if n >= t.min_runs && (s.spent >= t.max_seconds || n >= t.max_runs) {
-                    s.done = true;
-                    break;
+            let n0 = s.samples.len();
+            let ms: Vec<f64> = match s.target {
+                Target::Osq(e) => {
+                    let mut v = Vec::with_capacity(block);
+                    for _ in 0..block {
+                        let t0 = Instant::now();
+                        let out = e.run(batch, threads)?;
+                        let dt = t0.elapsed().as_secs_f64();
+                        std::hint::black_box(&out);
+                        drop(out);
+                        v.push(dt * 1e3);
+                        let n = n0 + v.len();
+                        let spent = s.spent + v.iter().sum::<f64>() / 1e3;
+                        if n >= t.min_runs && (spent >= t.max_seconds || n >= t.max_runs) {
+                            break;
+                        }
+                    }
+                    v
                 }
+                Target::Ort(n) => {
+                    let o = ort
+                        .as_deref_mut()
+                        .ok_or_else(|| anyhow::anyhow!("ORT slot without a worker"))?;
+                    let left = t.max_runs.saturating_sub(n0).max(1);
+                    o.worker.time(n, threads.count(), block.min(left))?
+                }
+            };
+            for m in ms {
+                s.samples.push(m);
+                s.spent += m / 1e3;
+            }
+            let n = s.samples.len();
+            if n >= t.min_runs && (s.spent >= t.max_seconds || n >= t.max_runs) {
+                s.done = true;
             }
         }
     }
-    Ok(slots.into_iter().map(|s| s.samples).collect())
+    let mut osq = Vec::new();
+    let mut orts = Vec::new();
+    for s in slots {
+        match s.target {
+            Target::Osq(_) => osq.push(s.samples),
+            Target::Ort(_) => orts.push(s.samples),
+        }
+    }
+    Ok((osq, orts))
 }
 
 /// Runs the grid. `progress` receives one line per measured cell.
 pub fn run_grid(
     engines: &[Engine],
+    sentences: &[String],
+    grid: &Grid,
+    ctxs: &[Threads],
+    progress: &mut dyn FnMut(&str),
+) -> Result<GridResult> {
+    run_grid_with_ort(engines, None, sentences, grid, ctxs, progress)
+}
+
+/// [`run_grid`] with ONNX Runtime engines timed in the same interleaved blocks (same inputs).
+pub fn run_grid_with_ort(
+    engines: &[Engine],
+    mut ort: Option<&mut OrtTargets>,
     sentences: &[String],
     grid: &Grid,
     ctxs: &[Threads],
@@ -195,6 +273,9 @@ pub fn run_grid(
         for &s in &grid.seqs {
             let batch = cell_batch(engines, sentences, b, s, grid.fill)?;
             let tokens: usize = batch.lengths.iter().sum();
+            if let Some(o) = ort.as_deref_mut() {
+                o.worker.input(&batch)?;
+            }
             // Reference outputs: the first thread count.
             let mut reference: Vec<Option<(usize, Output)>> = vec![None; engines.len()];
             for th in ctxs {
@@ -253,7 +334,13 @@ pub fn run_grid(
                         ));
                     }
                 }
-                let samples = time_interleaved(engines, &batch, th, &grid.timing)?;
+                if let Some(o) = ort.as_deref_mut() {
+                    for (n, p) in o.engines.clone() {
+                        o.worker.load(&n, &p, th.count())?;
+                    }
+                }
+                let (samples, ort_samples) =
+                    time_with_ort(engines, ort.as_deref_mut(), &batch, th, &grid.timing)?;
                 let mut line = format!("[{k}/{cells}] b{b} s{s} t{}:", th.count());
                 for ((e, ms), d) in engines.iter().zip(&samples).zip(&digests) {
                     let Some(sum) = Summary::of(ms) else {
@@ -271,6 +358,22 @@ pub fn run_grid(
                         r.runs
                     ));
                     res.records.push(r);
+                }
+                if let Some(o) = ort.as_deref() {
+                    for ((n, _), ms) in o.engines.iter().zip(&ort_samples) {
+                        let Some(sum) = Summary::of(ms) else {
+                            bail!("no sample for {n}");
+                        };
+                        let mut r = Record::new(n, b, s, th.count(), &sum);
+                        r.source = Some("ort".into());
+                        r.fill = Some(grid.fill.name().into());
+                        r.tokens = Some(tokens);
+                        line.push_str(&format!(
+                            "  {n} p50 {:.3} ms p99 {:.3} ({} runs)",
+                            r.p50_ms, r.p99_ms, r.runs
+                        ));
+                        res.records.push(r);
+                    }
                 }
                 progress(&line);
             }

@@ -7,6 +7,7 @@
 //!   asserted identical across thread counts;
 //! - [`stats`]: percentiles and the record format shared with `tools/onnx_bench.py`;
 //! - [`report`]: ratios, table, CSV, SVG;
+//! - [`ort`]: ONNX Runtime timed in the same interleaved blocks (Python worker process);
 //! - [`memory`]: peak RSS per engine in a fresh child process, resident weight bytes;
 //! - [`serve`]: concurrent mode (one shared engine behind a batching queue, every answer checked);
 //! - [`profile`]: per-stage timing of the integer forward (a stage-by-stage replica checked
@@ -18,6 +19,7 @@ pub mod fastpath;
 pub mod grid;
 pub mod inputs;
 pub mod memory;
+pub mod ort;
 pub mod profile;
 pub mod report;
 pub mod serve;

@@ -11,9 +11,10 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use osq_serve_bench::engine::{Engine, EngineKind, Threads};
-use osq_serve_bench::grid::{run_grid, Grid, Timing};
+use osq_serve_bench::grid::{run_grid_with_ort, Grid, Timing};
 use osq_serve_bench::inputs::{encode_each, read_sentences, Fill};
 use osq_serve_bench::memory::{probe_child, probe_in_child, Probe};
+use osq_serve_bench::ort::OrtTargets;
 use osq_serve_bench::report::{self, ratios, write_atomic};
 use osq_serve_bench::serve::{load_test, references, LoadOpts, QueueOpts};
 use osq_serve_bench::stats::Record;
@@ -89,6 +90,21 @@ struct BenchArgs {
     /// ONNX Runtime records (tools/onnx_bench.py --json) to merge.
     #[arg(long)]
     onnx: Option<PathBuf>,
+    /// Time ONNX Runtime in the same interleaved blocks, on the same inputs, through a Python
+    /// worker (models from --ort-dir, built by tools/onnx_bench.py).
+    #[arg(long)]
+    ort_worker: bool,
+    #[arg(long, default_value = "out/onnx")]
+    ort_dir: PathBuf,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ort-fp32,ort-int8-dynamic,ort-int8-qdq"
+    )]
+    ort_engines: Vec<String>,
+    /// Python interpreter with onnxruntime (for --ort-worker).
+    #[arg(long, default_value = "python3")]
+    python: String,
     /// Skip the per-engine memory probes.
     #[arg(long)]
     no_memory: bool,
@@ -397,8 +413,26 @@ fn bench(a: BenchArgs) -> Result<()> {
             .map(|i| i.name())
             .unwrap_or("unavailable")
     ));
+    let mut ort = if a.ort_worker {
+        let o = OrtTargets::new(&a.python, &a.ort_dir, &a.ort_engines, &mut |l| log(l))?;
+        log(&format!(
+            "ONNX Runtime worker: {} interleaved with the osq engines",
+            o.engines
+                .iter()
+                .map(|e| e.0.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        Some(o)
+    } else {
+        None
+    };
     let t0 = Instant::now();
-    let res = run_grid(&engines, &sentences, &grid, &ctxs, &mut |l| log(l))?;
+    let res = run_grid_with_ort(&engines, ort.as_mut(), &sentences, &grid, &ctxs, &mut |l| {
+        log(l)
+    })?;
+    let ort_version = ort.as_ref().map(|o| o.worker.version.clone());
+    drop(ort);
     log(&format!("grid done in {:.1} s", t0.elapsed().as_secs_f64()));
 
     let mut records = res.records.clone();
@@ -412,7 +446,21 @@ fn bench(a: BenchArgs) -> Result<()> {
                 p.display()
             )
         })?;
+        let measured: BTreeSet<(String, (usize, usize, usize))> = records
+            .iter()
+            .map(|r| (r.engine.clone(), r.cell()))
+            .collect();
         let (keep, other) = report::merge_ort(ort, &cells);
+        let (keep, dup): (Vec<Record>, Vec<Record>) = keep
+            .into_iter()
+            .partition(|r| !measured.contains(&(r.engine.clone(), r.cell())));
+        if !dup.is_empty() {
+            log(&format!(
+                "{} records of {} ignored: measured here by the interleaved ORT worker",
+                dup.len(),
+                p.display()
+            ));
+        }
         log(&format!(
             "merged {} ONNX Runtime records from {} ({} in cells not measured here, ignored)",
             keep.len(),
@@ -496,6 +544,7 @@ fn bench(a: BenchArgs) -> Result<()> {
             "fill": fill.name(),
             "timing": {"warmup": a.warmup, "min_runs": a.min_runs, "max_runs": a.max_runs, "max_seconds": a.max_seconds},
             "onnx": a.onnx,
+            "ort_worker": a.ort_worker.then(|| json!({"dir": a.ort_dir, "onnxruntime": ort_version})),
             "records": records,
             "ratios": rs,
             "identity": res.identity,
