@@ -9,7 +9,8 @@
 //! Training (see docs/eval.md):
 //! - by default the raw embedding is the feature vector (the geometry the embeddings are made
 //!   for). Optionally features are standardized with the training mean and (population) standard
-//!   deviation (a channel with std < 1e-12 keeps std 1). Default off: on all-MiniLM-L6-v2 it
+//!   deviation; a channel with std below 1e-3 × the median channel std is near-constant and
+//!   keeps std 1 (all-MiniLM-L6-v2 has one at ~1e-7 of the others). Default off: on all-MiniLM-L6-v2 it
 //!   has lower cross-validated accuracy and it amplifies low-variance channels, which makes the
 //!   probe sensitive to perturbations far below the embedding's own scale (docs/eval.md);
 //! - loss `(1/n) Σ [softplus(t_i) − y_i t_i] + (λ/2)‖w‖²`, `t = w·z + b`, bias not penalized;
@@ -37,6 +38,9 @@ pub const PROBE_FORMAT: &str = "osq-probe";
 pub const PROBE_VERSION: u64 = 1;
 /// What the probe's input is (stored in the file, checked at load).
 pub const PROBE_INPUT: &str = "sentence-embedding:mean-pool+l2-normalize";
+/// Standardization leaves a channel unscaled when its std is below this fraction of the median
+/// channel std.
+pub const CONSTANT_CHANNEL_REL: f64 = 1e-3;
 
 // ---------------------------------------------------------------------------------------------
 // Labelled TSV
@@ -165,6 +169,8 @@ pub struct TrainReport {
     /// Cross-validation results `(λ, mean validation accuracy)`, when λ was selected by CV.
     pub cv: Vec<(f64, f64)>,
     pub cv_folds: usize,
+    /// Channels left unscaled by the standardization (near-constant).
+    pub constant_channels: usize,
 }
 
 /// A trained binary linear probe `logit = w·x + b` on raw embeddings.
@@ -232,6 +238,7 @@ impl Probe {
                 "positives": t.positives,
                 "l2": t.l2,
                 "standardize": t.standardize,
+                "constant_channels": t.constant_channels,
                 "solver": "newton-cholesky (f64, armijo backtracking)",
                 "iterations": t.iterations,
                 "converged": t.converged,
@@ -410,11 +417,14 @@ struct Design {
     d: usize,
     mean: Vec<f64>,
     std: Vec<f64>,
+    /// Channels treated as constant by the standardization (std < 1e-3 × median std).
+    constant: usize,
 }
 
 fn design(x: &[f32], n: usize, d: usize, standardize: bool) -> Design {
     let mut mean = vec![0.0f64; d];
     let mut std = vec![1.0f64; d];
+    let mut constant = 0usize;
     if standardize && n > 0 {
         for r in x.chunks_exact(d) {
             mean.iter_mut().zip(r).for_each(|(m, &v)| *m += v as f64);
@@ -427,9 +437,20 @@ fn design(x: &[f32], n: usize, d: usize, standardize: bool) -> Design {
                 *s += c * c;
             }
         }
-        for (s, v) in std.iter_mut().zip(&var) {
-            let sd = (v / n as f64).sqrt();
-            *s = if sd < 1e-12 { 1.0 } else { sd };
+        let sds: Vec<f64> = var.iter().map(|v| (v / n as f64).sqrt()).collect();
+        let mut sorted = sds.clone();
+        sorted.sort_by(f64::total_cmp);
+        // A channel whose spread is < 1e-3 of the median channel's is constant up to rounding
+        // noise (all-MiniLM-L6-v2 has one at ~1e-7 of the others): dividing by its std would
+        // amplify that noise by ~10^7 and make the probe depend on it.
+        let floor = (CONSTANT_CHANNEL_REL * sorted[d / 2]).max(1e-12);
+        for (s, &sd) in std.iter_mut().zip(&sds) {
+            if sd <= floor {
+                *s = 1.0;
+                constant += 1;
+            } else {
+                *s = sd;
+            }
         }
     } else {
         mean.iter_mut().for_each(|m| *m = 0.0);
@@ -444,7 +465,13 @@ fn design(x: &[f32], n: usize, d: usize, standardize: bool) -> Design {
                 .collect::<Vec<_>>()
         })
         .collect();
-    Design { z, d, mean, std }
+    Design {
+        z,
+        d,
+        mean,
+        std,
+        constant,
+    }
 }
 
 /// Objective at `theta = [w (d), b]` over the rows in `rows`.
@@ -720,6 +747,7 @@ pub fn train(x: &[f32], y: &[u8], dim: usize, opts: &ProbeOptions) -> Result<Pro
         accuracy: acc,
         cv: vec![],
         cv_folds: 0,
+        constant_channels: dz.constant,
     });
     Ok(probe)
 }
@@ -843,6 +871,23 @@ mod tests {
         let c = train(&x, &y, 8, &o).unwrap();
         let acc = c.training.as_ref().unwrap().accuracy;
         assert!(acc > 0.7, "{acc}");
+    }
+
+    #[test]
+    fn near_constant_channel_is_not_amplified() {
+        // Channel 0 carries only noise at 1e-5 of the others' spread.
+        let (mut x, y) = blobs(200, 4, 1.0, 2);
+        let mut r = SplitMix64::new(9);
+        for row in x.chunks_exact_mut(4) {
+            row[0] = 0.5 + (r.normal() * 1e-5) as f32;
+        }
+        let o = ProbeOptions {
+            standardize: true,
+            ..Default::default()
+        };
+        let p = train(&x, &y, 4, &o).unwrap();
+        assert_eq!(p.training.as_ref().unwrap().constant_channels, 1);
+        assert!(p.weight[0].abs() < 1.0, "{:?}", p.weight);
     }
 
     #[test]
