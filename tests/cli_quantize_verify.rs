@@ -147,7 +147,10 @@ fn bad_input_gives_clear_errors() {
         s(&out),
     ]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("config.json"), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("config.json"), "{t}");
+    // The OS error is named once, not repeated by the error chain.
+    assert_eq!(t.matches("os error 2").count(), 1, "{t}");
 
     let o = osq(&[
         "verify",
