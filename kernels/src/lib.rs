@@ -12,6 +12,7 @@ mod job;
 pub mod mat;
 pub mod pack;
 pub mod requant;
+pub mod rowops;
 mod scalar;
 
 #[cfg(target_arch = "aarch64")]

@@ -59,34 +59,52 @@ impl PackedB {
     /// Packs unsigned activation codes used as B with zero point `zero_point`, given as `[N, K]`
     /// (attention keys: `B[n, k] = K[token n, dim k]`). Codes are stored as `code − 128`.
     pub fn pack_u8_nk(b: MatRef<'_, u8>, zero_point: u8) -> Result<Self> {
-        Self::pack_with(
-            WeightFormat::S8,
-            b.rows(),
-            b.cols(),
-            zero_point as i32 - 128,
-            |n, k| (b.get(n, k) ^ 0x80) as i8,
-        )
+        let (n, k) = (b.rows(), b.cols());
+        let mut p = Self::alloc(WeightFormat::S8, n, k, zero_point as i32 - 128)?;
+        let (pb, off) = (p.panel_bytes(), p.offset);
+        let (mut lo, mut hi) = (i32::MAX, i32::MIN);
+        for nn in 0..n {
+            let base = off + (nn / NR) * pb + (nn % NR) * KG;
+            let mut sum = 0i32;
+            for (g, quad) in b.row(nn).chunks(KG).enumerate() {
+                let dst = &mut p.buf[base + g * BLOCK..base + g * BLOCK + quad.len()];
+                for (d, &v) in dst.iter_mut().zip(quad) {
+                    let c = (v ^ 0x80) as i8;
+                    *d = c as u8;
+                    sum += c as i32;
+                    lo = lo.min(c as i32);
+                    hi = hi.max(c as i32);
+                }
+            }
+            p.colsum[nn] = sum;
+        }
+        (p.min_code, p.max_code) = (lo, hi);
+        Ok(p)
     }
 
     /// Packs unsigned activation codes used as B, given as `[K, N]` (attention values:
     /// `B[n, k] = V[token k, dim n]`). Codes are stored as `code − 128`.
     pub fn pack_u8_kn(b: MatRef<'_, u8>, zero_point: u8) -> Result<Self> {
-        Self::pack_with(
-            WeightFormat::S8,
-            b.cols(),
-            b.rows(),
-            zero_point as i32 - 128,
-            |n, k| (b.get(k, n) ^ 0x80) as i8,
-        )
+        let (n, k) = (b.cols(), b.rows());
+        let mut p = Self::alloc(WeightFormat::S8, n, k, zero_point as i32 - 128)?;
+        let (pb, off) = (p.panel_bytes(), p.offset);
+        let (mut lo, mut hi) = (i32::MAX, i32::MIN);
+        for kk in 0..k {
+            let base = off + (kk / KG) * BLOCK + kk % KG;
+            for (nn, &v) in b.row(kk)[..n].iter().enumerate() {
+                let c = (v ^ 0x80) as i8;
+                p.buf[base + (nn / NR) * pb + (nn % NR) * KG] = c as u8;
+                p.colsum[nn] += c as i32;
+                lo = lo.min(c as i32);
+                hi = hi.max(c as i32);
+            }
+        }
+        (p.min_code, p.max_code) = (lo, hi);
+        Ok(p)
     }
 
-    fn pack_with(
-        format: WeightFormat,
-        n: usize,
-        k: usize,
-        zero_point: i32,
-        get: impl Fn(usize, usize) -> i8,
-    ) -> Result<Self> {
+    /// The zeroed buffer and shape of a packing (codes, sums and range still to be filled).
+    fn alloc(format: WeightFormat, n: usize, k: usize, zero_point: i32) -> Result<Self> {
         if n == 0 || k == 0 {
             return Err(KernelError::Shape(format!(
                 "cannot pack an empty B ({n}x{k})"
@@ -112,7 +130,7 @@ impl PackedB {
         let len = panels * panel_bytes;
         let buf = vec![0u8; len + 64];
         let offset = buf.as_ptr().align_offset(64).min(64);
-        let mut packed = Self {
+        Ok(Self {
             format,
             n,
             k,
@@ -124,7 +142,19 @@ impl PackedB {
             zero_point,
             min_code: 0,
             max_code: 0,
-        };
+        })
+    }
+
+    fn pack_with(
+        format: WeightFormat,
+        n: usize,
+        k: usize,
+        zero_point: i32,
+        get: impl Fn(usize, usize) -> i8,
+    ) -> Result<Self> {
+        let mut packed = Self::alloc(format, n, k, zero_point)?;
+        let (panel_bytes, offset) = (packed.panel_bytes(), packed.offset);
+        let len = packed.panels * panel_bytes;
         let (mut lo, mut hi) = (i32::MAX, i32::MIN);
         let data = &mut packed.buf[offset..offset + len];
         for nn in 0..n {
@@ -209,6 +239,53 @@ impl PackedB {
                 let byte = data[p * pb + (g / 2) * BLOCK + j * KG + i];
                 let nib = if g % 2 == 0 { byte << 4 } else { byte & 0xF0 };
                 (nib as i8) >> 4
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct u8 packers equal the generic element-wise packing they replace.
+    #[test]
+    fn u8_packers_equal_generic() {
+        let mut s = 12345u64;
+        for &(rows, cols, stride, z) in &[
+            (128, 32, 384, 7u8),
+            (1, 1, 1, 0),
+            (17, 13, 20, 255),
+            (33, 64, 64, 128),
+        ] {
+            let data: Vec<u8> = (0..rows * stride)
+                .map(|_| {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (s >> 56) as u8
+                })
+                .collect();
+            let m = MatRef::new(&data, rows, cols, stride).unwrap();
+            let zp = z as i32 - 128;
+            let nk = PackedB::pack_u8_nk(m, z).unwrap();
+            let g = PackedB::pack_with(WeightFormat::S8, rows, cols, zp, |n, k| {
+                (m.get(n, k) ^ 0x80) as i8
+            })
+            .unwrap();
+            let kn = PackedB::pack_u8_kn(m, z).unwrap();
+            let gk = PackedB::pack_with(WeightFormat::S8, cols, rows, zp, |n, k| {
+                (m.get(k, n) ^ 0x80) as i8
+            })
+            .unwrap();
+            for (a, b) in [(&nk, &g), (&kn, &gk)] {
+                assert_eq!(a.data(), b.data());
+                assert_eq!(a.colsum(), b.colsum());
+                assert_eq!(
+                    (a.min_code, a.max_code, a.zero_point),
+                    (b.min_code, b.max_code, b.zero_point)
+                );
+                assert_eq!((a.n(), a.k(), a.k_padded()), (b.n(), b.k(), b.k_padded()));
             }
         }
     }

@@ -16,27 +16,16 @@ use osq_model::quant::integer::{pool_embeddings, IntOptions, IntegerModel};
 use osq_model::quant::{format, QuantModel};
 use osq_model::{Batch, BertModel, BertWeights, Tokenizer};
 
-use crate::profile::{Profiler, StageTimes};
-
 /// Which engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EngineKind {
     Fp32,
     Int8,
     Int4,
-    /// Prototype: the int8 forward of the profiler's replica with the bit-exact fast paths of
-    /// `fastpath` (what `quant/integer.rs` would run with them); its outputs are asserted equal
-    /// to `osq-int8`'s. Not a product engine: it measures the proposed changes side by side.
-    Int8Proto,
 }
 
 impl EngineKind {
-    pub const ALL: [EngineKind; 4] = [
-        EngineKind::Fp32,
-        EngineKind::Int8,
-        EngineKind::Int4,
-        EngineKind::Int8Proto,
-    ];
+    pub const ALL: [EngineKind; 3] = [EngineKind::Fp32, EngineKind::Int8, EngineKind::Int4];
 
     /// Name used in records, tables and plots.
     pub fn name(self) -> &'static str {
@@ -44,7 +33,6 @@ impl EngineKind {
             EngineKind::Fp32 => "osq-fp32",
             EngineKind::Int8 => "osq-int8",
             EngineKind::Int4 => "osq-int4",
-            EngineKind::Int8Proto => "osq-int8-proto",
         }
     }
 
@@ -56,8 +44,7 @@ impl EngineKind {
             "fp32" => Ok(EngineKind::Fp32),
             "int8" => Ok(EngineKind::Int8),
             "int4" => Ok(EngineKind::Int4),
-            "int8-proto" => Ok(EngineKind::Int8Proto),
-            _ => bail!("unknown engine '{s}': expected fp32, int8, int4 or int8-proto"),
+            _ => bail!("unknown engine '{s}': expected fp32, int8 or int4"),
         }
     }
 
@@ -109,7 +96,6 @@ impl Threads {
 enum Inner {
     Fp32(Box<BertWeights>),
     Int(Box<IntegerModel>),
-    Proto(Box<IntegerModel>, Box<Profiler<'static>>),
 }
 
 /// A loaded engine plus the tokenizer that goes with it.
@@ -229,7 +215,7 @@ impl Engine {
             .with_context(|| format!("loading parameters from {}", params_dir.display()))?;
         let wb = p.bits.weight_bits();
         match (kind, wb) {
-            (EngineKind::Int8, 8) | (EngineKind::Int4, 4) | (EngineKind::Int8Proto, 8) => {}
+            (EngineKind::Int8, 8) | (EngineKind::Int4, 4) => {}
             _ => bail!(
                 "{}: parameter directory {} holds {} ({}-bit weights)",
                 kind.name(),
@@ -256,12 +242,7 @@ impl Engine {
         };
         let tokenizer = Tokenizer::from_file(&tok_path, max_pos)
             .with_context(|| format!("loading tokenizer {}", tok_path.display()))?;
-        let inner = if kind == EngineKind::Int8Proto {
-            let proto = Profiler::owned(model.quant().clone(), true)?;
-            Inner::Proto(Box::new(model), Box::new(proto))
-        } else {
-            Inner::Int(Box::new(model))
-        };
+        let inner = Inner::Int(Box::new(model));
         Ok(Engine {
             kind,
             inner,
@@ -309,21 +290,21 @@ impl Engine {
     pub fn hidden_size(&self) -> usize {
         match &self.inner {
             Inner::Fp32(w) => w.config.hidden_size,
-            Inner::Int(m) | Inner::Proto(m, _) => m.quant().config().hidden_size,
+            Inner::Int(m) => m.quant().config().hidden_size,
         }
     }
 
     pub fn max_positions(&self) -> usize {
         match &self.inner {
             Inner::Fp32(w) => w.config.max_position_embeddings,
-            Inner::Int(m) | Inner::Proto(m, _) => m.quant().config().max_position_embeddings,
+            Inner::Int(m) => m.quant().config().max_position_embeddings,
         }
     }
 
     /// The integer model, if this is an integer engine.
     pub fn integer(&self) -> Option<&IntegerModel> {
         match &self.inner {
-            Inner::Int(m) | Inner::Proto(m, _) => Some(m),
+            Inner::Int(m) => Some(m),
             Inner::Fp32(_) => None,
         }
     }
@@ -332,7 +313,7 @@ impl Engine {
     pub fn fp32_weights(&self) -> Option<&BertWeights> {
         match &self.inner {
             Inner::Fp32(w) => Some(w),
-            Inner::Int(_) | Inner::Proto(..) => None,
+            Inner::Int(_) => None,
         }
     }
 
@@ -376,23 +357,6 @@ impl Engine {
                     hidden: h,
                 })
             }
-            Inner::Proto(m, proto) => {
-                let h = m.quant().config().hidden_size;
-                let mut st = StageTimes::default();
-                let data = threads.pool().install(|| proto.forward(batch, &mut st))?;
-                let mut offsets = Vec::with_capacity(batch.batch);
-                let mut acc = 0;
-                for &l in &batch.lengths {
-                    offsets.push(acc);
-                    acc += l;
-                }
-                Ok(Output::Codes {
-                    data,
-                    offsets,
-                    lengths: batch.lengths.clone(),
-                    hidden: h,
-                })
-            }
         }
     }
 
@@ -401,7 +365,7 @@ impl Engine {
     pub fn embeddings(&self, out: &Output) -> Vec<f32> {
         match (&self.inner, out) {
             (
-                Inner::Int(m) | Inner::Proto(m, _),
+                Inner::Int(m),
                 Output::Codes {
                     data,
                     offsets,
@@ -414,6 +378,7 @@ impl Engine {
                     offsets: offsets.clone(),
                     lengths: lengths.clone(),
                     traces: None,
+                    stage_ns: None,
                 };
                 pool_embeddings(m.quant(), &io)
             }

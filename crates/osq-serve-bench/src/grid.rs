@@ -311,29 +311,6 @@ pub fn run_grid_with_ort(
                         }
                     }
                 }
-                // The prototype must compute exactly what the executor computes.
-                if let (Some(pi), Some(ii)) = (
-                    engines.iter().position(|e| e.name() == "osq-int8-proto"),
-                    engines.iter().position(|e| e.name() == "osq-int8"),
-                ) {
-                    let identical = digests[pi] == digests[ii];
-                    res.identity.push(IdentityCheck {
-                        engine: "osq-int8-proto vs osq-int8".into(),
-                        batch: b,
-                        seq: s,
-                        threads_ref: th.count(),
-                        threads: th.count(),
-                        identical,
-                        digest_ref: hex(digests[ii]),
-                        digest: hex(digests[pi]),
-                    });
-                    if !identical {
-                        progress(&format!(
-                            "MISMATCH osq-int8-proto vs osq-int8 b{b} s{s} t{}",
-                            th.count()
-                        ));
-                    }
-                }
                 if let Some(o) = ort.as_deref_mut() {
                     for (n, p) in o.engines.clone() {
                         o.worker.load(&n, &p, th.count())?;

@@ -10,12 +10,9 @@
 //! - [`ort`]: ONNX Runtime timed in the same interleaved blocks (Python worker process);
 //! - [`memory`]: peak RSS per engine in a fresh child process, resident weight bytes;
 //! - [`serve`]: concurrent mode (one shared engine behind a batching queue, every answer checked);
-//! - [`profile`]: per-stage timing of the integer forward (a stage-by-stage replica checked
-//!   bit-exact against the integer executor);
-//! - [`fastpath`]: bit-exact faster GELU and softmax, measured in the profiler's replica.
+//! - [`profile`]: per-stage timing of the integer forward (the executor's own stage timers).
 
 pub mod engine;
-pub mod fastpath;
 pub mod grid;
 pub mod inputs;
 pub mod memory;

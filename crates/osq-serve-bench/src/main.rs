@@ -57,9 +57,7 @@ struct BenchArgs {
     /// int4 parameter directory.
     #[arg(long)]
     params_int4: Option<PathBuf>,
-    /// Engines to time (those whose directory is missing are skipped): fp32, int8, int4, and
-    /// int8-proto (the profiler's replica with the proposed bit-exact fast paths; outputs asserted
-    /// equal to int8's).
+    /// Engines to time (those whose directory is missing are skipped): fp32, int8, int4.
     #[arg(long, value_delimiter = ',', default_value = "fp32,int8,int4")]
     engines: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
@@ -306,13 +304,6 @@ fn load_engines(a: &BenchArgs, wanted: &[EngineKind]) -> Result<Vec<Engine>> {
                     continue;
                 }
             },
-            EngineKind::Int8Proto => match &a.params {
-                Some(p) => Engine::load_int(k, p, a.model.as_deref())?,
-                None => {
-                    log("osq-int8-proto skipped: no --params");
-                    continue;
-                }
-            },
         };
         log(&format!(
             "loaded {} from {} in {:.2} s",
@@ -473,7 +464,7 @@ fn bench(a: BenchArgs) -> Result<()> {
     let mut probes: Vec<Probe> = Vec::new();
     if !a.no_memory {
         let exe = std::env::current_exe().context("locating this executable")?;
-        for e in engines.iter().filter(|e| e.kind() != EngineKind::Int8Proto) {
+        for e in engines.iter() {
             let params = match e.kind() {
                 EngineKind::Fp32 => None,
                 _ => Some(e.source()),
@@ -647,7 +638,7 @@ fn targets(records: &[Record], probes: &[Probe]) -> Vec<serde_json::Value> {
         .collect();
     for (t, num) in threads
         .iter()
-        .flat_map(|&t| [(t, "osq-int8"), (t, "osq-int8-proto")])
+        .flat_map(|&t| [(t, "osq-int8"), (t, "osq-int4")])
     {
         let Some(i8r) = find(num, t) else {
             continue;
@@ -665,7 +656,7 @@ fn targets(records: &[Record], probes: &[Probe]) -> Vec<serde_json::Value> {
                     "threads": t, "speedup": sp, "met": ok,
                     "line": format!("b1 s128 t{t}: {num} {:.3} ms vs {den} {:.3} ms: {:.2}x (target >= {need}x) {}{}",
                         i8r.p50_ms, d.p50_ms, sp, if ok {"MET"} else {"NOT MET"},
-                        if num.ends_with("proto") {" [prototype, not the shipped executor]"} else {""}),
+                        if num == "osq-int4" {" [int4: informative]"} else {""}),
                 }));
             }
         }

@@ -24,7 +24,7 @@ pub struct Ratio {
 
 /// The comparisons printed and stored: each osq integer engine against ORT int8 (dynamic and
 /// QDQ), ORT fp32 and our FP32, per cell where both were measured.
-pub const PAIRS: [(&str, &str); 14] = [
+pub const PAIRS: [(&str, &str); 10] = [
     ("osq-int8", "ort-int8-dynamic"),
     ("osq-int8", "ort-int8-qdq"),
     ("osq-int8", "osq-fp32"),
@@ -35,10 +35,6 @@ pub const PAIRS: [(&str, &str); 14] = [
     ("osq-int4", "osq-fp32"),
     ("osq-int4", "osq-int8"),
     ("ort-int8-dynamic", "ort-fp32"),
-    ("osq-int8-proto", "ort-int8-dynamic"),
-    ("osq-int8-proto", "ort-int8-qdq"),
-    ("osq-int8-proto", "osq-fp32"),
-    ("osq-int8-proto", "osq-int8"),
 ];
 
 /// Ratios of [`PAIRS`] over every cell of `records`.

@@ -1,10 +1,17 @@
 //! The integer executor: weights packed once at load, batched ragged input (padding tokens are
 //! never computed), Q/K/V/FFN GEMMs on osq-kernels with the zero points and biases folded into
 //! the epilogue, attention per (sequence, head) on in-place strided views of Q/K/V, integer
-//! softmax/LayerNorm/GELU. No floating point between the token ids and the final codes; float
-//! appears only in the sentence embedding (mean pooling of dequantized codes, L2 norm).
-//! Threads: the ambient rayon pool (GEMMs split tiles, attention runs (sequence, head) tasks).
+//! softmax/LayerNorm/GELU through the bounded fast forms of [`super::rows`] (definitions of
+//! [`super::nonlin`] as fallback). No floating point between the token ids and the final codes;
+//! float appears only in the sentence embedding (mean pooling of dequantized codes, L2 norm).
+//! Threads: the ambient rayon pool (GEMMs split tiles, attention runs (sequence, head) tasks,
+//! row steps run blocks of rows); every element is computed by the same code whatever the split,
+//! so outputs do not depend on the thread count. Optional per-stage timers (`forward_timed`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use osq_kernels::rowops::{self, emb_row};
 use osq_kernels::{gemm, Epilogue, GemmOptions, Isa, MatMut, MatRef, Output, PackedB, Requant};
 use rayon::prelude::*;
 
@@ -14,6 +21,7 @@ use crate::tokenize::Batch;
 use super::graph::{QLinear, QuantModel};
 use super::nonlin::sat_i32;
 use super::reference::check_ids;
+use super::rows::{self, codes_row, gelu_row, ln_row, residual_row, softmax_row, LayerRows};
 use super::trace::Trace;
 use super::Node;
 
@@ -26,6 +34,25 @@ pub struct IntOptions {
     pub trace: bool,
 }
 
+/// Stages timed by [`IntegerModel::forward_timed`]: wall time of each step summed over layers; the four
+/// attention sub-steps are thread time summed over the (sequence, head) tasks.
+pub const STAGES: [&str; 14] = [
+    "embeddings+LN",
+    "QKV GEMM",
+    "QKV codes",
+    "attention (wall)",
+    "attn-out GEMM",
+    "attn residual+LN",
+    "FFN1 GEMM",
+    "GELU",
+    "FFN2 GEMM",
+    "FFN residual+LN",
+    "  K/V packing (thread time)",
+    "  Q.K^T GEMM (thread time)",
+    "  softmax (thread time)",
+    "  P.V GEMM (thread time)",
+];
+
 /// Result of a batch: final hidden codes of the valid tokens, sequences concatenated.
 #[derive(Clone, Debug, Default)]
 pub struct IntOutput {
@@ -36,6 +63,8 @@ pub struct IntOutput {
     pub lengths: Vec<usize>,
     /// One trace per sequence when requested.
     pub traces: Option<Vec<Trace>>,
+    /// Nanoseconds per [`STAGES`] entry (from [`IntegerModel::forward_timed`]).
+    pub stage_ns: Option<Vec<u64>>,
 }
 
 impl IntOutput {
@@ -52,12 +81,14 @@ struct IntLayer {
     attn_out: PackedB,
     ffn1: PackedB,
     ffn2: PackedB,
+    rows: LayerRows,
 }
 
 /// A quantized model ready to run on integers.
 pub struct IntegerModel {
     qm: QuantModel,
     layers: Vec<IntLayer>,
+    emb_ln: Option<rowops::LayerNorm>,
 }
 
 fn pack(lin: &QLinear, four_bit: bool, what: &str) -> Result<PackedB> {
@@ -81,8 +112,54 @@ fn kerr(what: &str) -> impl Fn(osq_kernels::KernelError) -> ModelError + '_ {
 /// Rows per rayon task for the per-token loops.
 const ROWS_PER_TASK: usize = 16;
 
+/// Stage clock: a no-op unless timing was requested.
+struct Clock {
+    on: bool,
+    last: Instant,
+    ns: [u64; STAGES.len()],
+    sub: [AtomicU64; 4],
+}
+
+impl Clock {
+    fn new(on: bool) -> Clock {
+        Clock {
+            on,
+            last: Instant::now(),
+            ns: [0; STAGES.len()],
+            sub: Default::default(),
+        }
+    }
+    /// Charges the time since the last lap to `stage`.
+    fn lap(&mut self, stage: usize) {
+        if self.on {
+            let now = Instant::now();
+            self.ns[stage] += (now - self.last).as_nanos() as u64;
+            self.last = now;
+        }
+    }
+    fn start(&self) -> Option<Instant> {
+        self.on.then(Instant::now)
+    }
+    /// Adds thread time since `t0` to attention sub-stage `i`.
+    fn add(&self, i: usize, t0: Option<Instant>) {
+        if let Some(t0) = t0 {
+            self.sub[i].fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+    fn finish(self) -> Option<Vec<u64>> {
+        self.on.then(|| {
+            let mut v = self.ns.to_vec();
+            for (i, s) in self.sub.iter().enumerate() {
+                v[10 + i] = s.load(Ordering::Relaxed);
+            }
+            v
+        })
+    }
+}
+
 impl IntegerModel {
-    /// Packs every weight matrix once (S8 for 8/6-bit weights, S4 for 4-bit).
+    /// Packs every weight matrix once (S8 for 8/6-bit weights, S4 for 4-bit) and builds the fast
+    /// row forms.
     pub fn new(qm: QuantModel) -> Result<Self> {
         let four = qm.params.bits.weight_bits() == 4;
         let layers = qm
@@ -109,14 +186,38 @@ impl IntegerModel {
                     attn_out: pack(&lp.attn_out, four, &w("attention output"))?,
                     ffn1: pack(&lp.ffn1, four, &w("FFN1"))?,
                     ffn2: pack(&lp.ffn2, four, &w("FFN2"))?,
+                    rows: LayerRows::new(ld),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(IntegerModel { qm, layers })
+        let emb_ln = rows::layer_norm(&qm.emb.ln);
+        Ok(IntegerModel { qm, layers, emb_ln })
     }
 
     pub fn quant(&self) -> &QuantModel {
         &self.qm
+    }
+
+    /// Which per-row steps run their fast form (the rest run the definitions), for reports.
+    pub fn fast_rows(&self) -> Vec<(usize, &'static str, bool)> {
+        let mut v = vec![(0, "embedding LN", self.emb_ln.is_some())];
+        for (l, il) in self.layers.iter().enumerate() {
+            let r = &il.rows;
+            v.extend([
+                (
+                    l,
+                    "Q/K/V codes",
+                    r.query.is_some() && r.key.is_some() && r.value.is_some(),
+                ),
+                (l, "softmax", r.softmax.is_some()),
+                (l, "attention residual", r.attn_res.is_some()),
+                (l, "attention LN", r.attn_ln.is_some()),
+                (l, "GELU table", r.gelu.is_some()),
+                (l, "FFN residual", r.ffn_res.is_some()),
+                (l, "FFN LN", r.ffn_ln.is_some()),
+            ]);
+        }
+        v
     }
 
     /// `out = rq(Σ (x − za)·w)` saturated to i32 (bias added by the caller at fixed point).
@@ -151,7 +252,18 @@ impl IntegerModel {
 
     /// Runs a padded batch; padding tokens are dropped before any computation.
     pub fn forward(&self, batch: &Batch, opts: &IntOptions) -> Result<IntOutput> {
+        self.run(batch, opts, false)
+    }
+
+    /// [`IntegerModel::forward`] with per-stage timers (`IntOutput::stage_ns`, [`STAGES`]).
+    pub fn forward_timed(&self, batch: &Batch, opts: &IntOptions) -> Result<IntOutput> {
+        self.run(batch, opts, true)
+    }
+
+    fn run(&self, batch: &Batch, opts: &IntOptions, timed: bool) -> Result<IntOutput> {
         batch.validate()?;
+        let isa = rowops::resolve(opts.isa).map_err(kerr("ISA"))?;
+        let mut clock = Clock::new(timed);
         let p = &self.qm.params;
         let c = &p.config;
         let (h, inter, heads, dh) = (
@@ -196,6 +308,7 @@ impl IntegerModel {
                 offsets,
                 lengths,
                 traces,
+                stage_ns: clock.finish(),
             });
         }
         let gopt = GemmOptions {
@@ -223,17 +336,26 @@ impl IntegerModel {
                         &p.token_type.codes[yi * h..(yi + 1) * h],
                         &p.position.codes[pi * h..(pi + 1) * h],
                     );
-                    for j in 0..h {
-                        r[j] = sat_i32(
-                            mw.apply(cw[j] as i64)
-                                + my.apply(cy[j] as i64)
-                                + mp.apply(cp[j] as i64),
-                        );
+                    let fast = emb_row(
+                        isa,
+                        [cw, cy, cp],
+                        [(mw.m0, mw.shift), (my.m0, my.shift), (mp.m0, mp.shift)],
+                        &mut r,
+                    );
+                    if !fast {
+                        for j in 0..h {
+                            r[j] = sat_i32(
+                                mw.apply(cw[j] as i64)
+                                    + my.apply(cy[j] as i64)
+                                    + mp.apply(cp[j] as i64),
+                            );
+                        }
                     }
-                    emb.ln.row(&r, xr);
+                    ln_row(isa, &emb.ln, self.emb_ln.as_ref(), &r, xr);
                 }
             });
         capture(&mut traces, 0, Node::Emb, &x, h);
+        clock.lap(0);
 
         let mut qkv = vec![0i32; t_all * 3 * h];
         let mut q = vec![0u8; t_all * h];
@@ -252,8 +374,10 @@ impl IntegerModel {
             .enumerate()
         {
             let w = |s: &str| format!("layer {l} {s}");
+            let fr = &il.rows;
             let (xin, _) = p.layer_input(l);
             let zx = xin.zero_point as u8;
+            clock.lap(9);
             self.linear_fixed(
                 &x,
                 t_all,
@@ -264,20 +388,21 @@ impl IntegerModel {
                 &gopt,
                 &w("QKV"),
             )?;
+            clock.lap(1);
             q.par_chunks_mut(h * ROWS_PER_TASK)
                 .zip(k.par_chunks_mut(h * ROWS_PER_TASK))
                 .zip(v.par_chunks_mut(h * ROWS_PER_TASK))
                 .zip(qkv.par_chunks(3 * h * ROWS_PER_TASK))
                 .for_each(|(((qo, ko), vo), y)| {
                     for (t, yr) in y.chunks_exact(3 * h).enumerate() {
-                        let o = t * h;
-                        for j in 0..h {
-                            qo[o + j] = ld.query.code(yr[j], j);
-                            ko[o + j] = ld.key.code(yr[h + j], j);
-                            vo[o + j] = ld.value.code(yr[2 * h + j], j);
-                        }
+                        let o = t * h..(t + 1) * h;
+                        let (yq, yk, yv) = (&yr[..h], &yr[h..2 * h], &yr[2 * h..]);
+                        codes_row(isa, &ld.query, fr.query.as_ref(), yq, &mut qo[o.clone()]);
+                        codes_row(isa, &ld.key, fr.key.as_ref(), yk, &mut ko[o.clone()]);
+                        codes_row(isa, &ld.value, fr.value.as_ref(), yv, &mut vo[o]);
                     }
                 });
+            clock.lap(2);
             let zq = lp.node(Node::Query).zero_point as u8;
             let zk = lp.node(Node::Key).zero_point as u8;
             let zv = lp.node(Node::Value).zero_point as u8;
@@ -286,6 +411,7 @@ impl IntegerModel {
             // Attention: one task per (sequence, head), reading Q/K/V heads in place.
             let want_probs = traces.is_some();
             let (qr, kr, vr) = (&q, &k, &v);
+            let clk = &clock;
             let results: Vec<(Vec<u8>, Vec<u8>)> = (0..nb * heads)
                 .into_par_iter()
                 .map(|task| -> Result<(Vec<u8>, Vec<u8>)> {
@@ -298,7 +424,11 @@ impl IntegerModel {
                     let qv = MatRef::new(&qr[base..], len, dh, h).map_err(kerr("attention Q"))?;
                     let kv = MatRef::new(&kr[base..], len, dh, h).map_err(kerr("attention K"))?;
                     let vv = MatRef::new(&vr[base..], len, dh, h).map_err(kerr("attention V"))?;
+                    let t0 = clk.start();
                     let kp = PackedB::pack_u8_nk(kv, zk).map_err(kerr("attention K pack"))?;
+                    let vp = PackedB::pack_u8_kn(vv, zv).map_err(kerr("attention V pack"))?;
+                    clk.add(0, t0);
+                    let t0 = clk.start();
                     let mut scores = vec![0i32; len * len];
                     gemm(
                         qv,
@@ -313,12 +443,19 @@ impl IntegerModel {
                         &inner,
                     )
                     .map_err(kerr("Q·Kᵀ"))?;
+                    clk.add(1, t0);
+                    let t0 = clk.start();
                     let mut probs = vec![0u8; len * len];
-                    let mut e = vec![0i64; len];
-                    for (srow, prow) in scores.chunks_exact(len).zip(probs.chunks_exact_mut(len)) {
-                        ld.softmax.row(srow, &mut e, prow);
+                    let (mut e, mut e64) = (vec![0u32; len], vec![]);
+                    if fr.softmax.is_none() {
+                        e64 = vec![0i64; len];
                     }
-                    let vp = PackedB::pack_u8_kn(vv, zv).map_err(kerr("attention V pack"))?;
+                    for (srow, prow) in scores.chunks_exact(len).zip(probs.chunks_exact_mut(len)) {
+                        let f = fr.softmax.as_ref();
+                        softmax_row(isa, &ld.softmax, f, srow, &mut e, &mut e64, prow);
+                    }
+                    clk.add(2, t0);
+                    let t0 = clk.start();
                     let mut out = vec![0u8; len * dh];
                     gemm(
                         MatRef::new(&probs, len, len, len).map_err(kerr("probs"))?,
@@ -334,6 +471,7 @@ impl IntegerModel {
                         &inner,
                     )
                     .map_err(kerr("P·V"))?;
+                    clk.add(3, t0);
                     Ok((if want_probs { probs } else { vec![] }, out))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -355,8 +493,9 @@ impl IntegerModel {
                 }
             }
             drop(results);
+            clock.lap(3);
 
-            // Attention output + shortcut → MHA-LN (node 7).
+            // Attention output + shortcut → MHA-LN (node 7), one row at a time.
             let zc = lp.node(Node::Context).zero_point as u8;
             self.linear_fixed(
                 &ctx,
@@ -368,7 +507,7 @@ impl IntegerModel {
                 &gopt,
                 &w("attention output"),
             )?;
-            let zxi = zx as i64;
+            clock.lap(4);
             x7.par_chunks_mut(h * ROWS_PER_TASK)
                 .zip(dense.par_chunks(h * ROWS_PER_TASK))
                 .zip(x.par_chunks(h * ROWS_PER_TASK))
@@ -379,13 +518,12 @@ impl IntegerModel {
                         .zip(d.chunks_exact(h))
                         .zip(xi.chunks_exact(h))
                     {
-                        for j in 0..h {
-                            let sc = ld.attn_shortcut[j].apply(xrow[j] as i64 - zxi);
-                            r[j] = sat_i32(ld.attn_out.fixed(drow[j], j) + sc);
-                        }
-                        ld.attn_ln.row(&r, orow);
+                        let (sc, f) = (&ld.attn_shortcut, fr.attn_res.as_ref());
+                        residual_row(isa, &ld.attn_out, sc, f, drow, xrow, zx, &mut r);
+                        ln_row(isa, &ld.attn_ln, fr.attn_ln.as_ref(), &r, orow);
                     }
                 });
+            clock.lap(5);
 
             // FFN1 → GELU thresholds (node 8).
             let z7 = lp.node(Node::MhaLn).zero_point as u8;
@@ -399,15 +537,15 @@ impl IntegerModel {
                 &gopt,
                 &w("FFN1"),
             )?;
+            clock.lap(6);
             x8.par_chunks_mut(inter * ROWS_PER_TASK)
                 .zip(hbuf.par_chunks(inter * ROWS_PER_TASK))
                 .for_each(|(o, hh)| {
                     for (orow, hrow) in o.chunks_exact_mut(inter).zip(hh.chunks_exact(inter)) {
-                        for (j, (o, &v)) in orow.iter_mut().zip(hrow).enumerate() {
-                            *o = ld.gelu.code(sat_i32(ld.ffn1.fixed(v, j)));
-                        }
+                        gelu_row(isa, &ld.gelu, &ld.ffn1, fr.gelu.as_ref(), hrow, orow);
                     }
                 });
+            clock.lap(7);
 
             // FFN2 + shortcut → FFN-LN (node 9).
             let z8 = lp.node(Node::Gelu).zero_point as u8;
@@ -421,7 +559,7 @@ impl IntegerModel {
                 &gopt,
                 &w("FFN2"),
             )?;
-            let z7i = z7 as i64;
+            clock.lap(8);
             x.par_chunks_mut(h * ROWS_PER_TASK)
                 .zip(dense.par_chunks(h * ROWS_PER_TASK))
                 .zip(x7.par_chunks(h * ROWS_PER_TASK))
@@ -432,13 +570,12 @@ impl IntegerModel {
                         .zip(d.chunks_exact(h))
                         .zip(xi.chunks_exact(h))
                     {
-                        for j in 0..h {
-                            let sc = ld.ffn_shortcut[j].apply(xrow[j] as i64 - z7i);
-                            r[j] = sat_i32(ld.ffn2.fixed(drow[j], j) + sc);
-                        }
-                        ld.ffn_ln.row(&r, orow);
+                        let (sc, f) = (&ld.ffn_shortcut, fr.ffn_res.as_ref());
+                        residual_row(isa, &ld.ffn2, sc, f, drow, xrow, z7, &mut r);
+                        ln_row(isa, &ld.ffn_ln, fr.ffn_ln.as_ref(), &r, orow);
                     }
                 });
+            clock.lap(9);
 
             capture(&mut traces, l, Node::Query, &q, h);
             capture(&mut traces, l, Node::Key, &k, h);
@@ -453,6 +590,7 @@ impl IntegerModel {
             offsets,
             lengths,
             traces,
+            stage_ns: clock.finish(),
         })
     }
 

@@ -10,6 +10,7 @@
 //! - [`reference`]: deploy-mode fake-quant executor (straightforward, exact).
 //! - [`paper`]: paper-mode fake-quant executor (plain f32, as PyTorch would run it).
 //! - [`integer`]: the optimized integer executor on osq-kernels.
+//! - [`rows`]: its per-row steps on `osq_kernels::rowops`, the definitions as fallback.
 //! - [`trace`]: per-layer per-node codes and their comparison.
 
 pub mod format;
@@ -20,6 +21,9 @@ pub mod nonlin;
 pub mod paper;
 pub mod qparams;
 pub mod reference;
+pub mod rows;
+#[cfg(test)]
+mod rows_tests;
 pub mod trace;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,114 @@
+//! GELU codes by bucket table. The definition (osq-model `GeluTable::code`) is a binary search in
+//! two sorted threshold lists; here the fixed-point input `h = sat_i32(y + b)` indexes a bucket of
+//! `2^shift` consecutive `h` values over `[lo, lo + n·2^shift)`, whose entry holds one threshold
+//! and the codes below / from it (bits 0..32 threshold as i32, 32..40 code below, 40..48 code from
+//! it on). The caller builds the entries from the definition and marks buckets the entry cannot
+//! describe (two change points, the minimum's bucket) and out-of-range `h` with the fallback bit
+//! 48: those elements are recomputed with the caller's definition. A branch-free pass over 64
+//! elements, then the fallback pass only for chunks that hit a marked bucket.
+
+use super::RowPath;
+use crate::dispatch::Isa;
+
+/// Bit of an entry that sends the element to the caller's definition.
+const GELU_FALLBACK: u64 = 1 << 48;
+
+/// An entry that sends its bucket to the caller's definition.
+pub fn gelu_fallback() -> u64 {
+    GELU_FALLBACK
+}
+
+/// One layer's GELU bucket table.
+#[derive(Clone, Debug)]
+pub struct GeluLut {
+    /// `n` bucket entries and a fallback sentinel.
+    entries: Vec<u64>,
+    lo: i64,
+    shift: u32,
+}
+
+impl GeluLut {
+    /// Entry of a bucket: codes `below` for `h < thr`, `from` for `h ≥ thr` (a constant bucket:
+    /// `thr = i32::MAX`, `below = from`).
+    pub fn entry(thr: i32, below: u8, from: u8) -> u64 {
+        thr as u32 as u64 | (below as u64) << 32 | (from as u64) << 40
+    }
+
+    /// `entries[i]` describes `h ∈ [lo + i·2^shift, lo + (i+1)·2^shift)`.
+    pub fn new(mut entries: Vec<u64>, lo: i64, shift: u32) -> Option<GeluLut> {
+        if entries.is_empty() || shift > 31 || lo < i32::MIN as i64 || lo > i32::MAX as i64 {
+            return None;
+        }
+        entries.push(GELU_FALLBACK);
+        Some(GeluLut { entries, lo, shift })
+    }
+
+    fn index(&self, h: i32) -> usize {
+        let last = (self.entries.len() - 1) as u64;
+        (((h as i64 - self.lo) >> self.shift) as u64).min(last) as usize
+    }
+
+    /// Whether `h` is answered by the caller's definition.
+    pub fn falls_back(&self, h: i32) -> bool {
+        self.entries[self.index(h)] & GELU_FALLBACK != 0
+    }
+
+    /// `out_j = code(sat_i32(y_j + b_j))`, with `def(h)` for elements in marked buckets.
+    pub fn row(&self, isa: Isa, y: &[i32], bias: &[i64], out: &mut [u8], def: &dyn Fn(i32) -> u8) {
+        let n = y.len();
+        assert!(bias.len() >= n && out.len() >= n);
+        for c0 in (0..n).step_by(CHUNK) {
+            let c1 = (c0 + CHUNK).min(n);
+            let (yc, bc, oc) = (&y[c0..c1], &bias[c0..c1], &mut out[c0..c1]);
+            let any = match super::path(isa) {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `path` returns Avx512 only when the CPU has those features.
+                RowPath::Avx512 => unsafe { super::x86::gelu_avx512(self, yc, bc, oc) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `path` returns Avx2 only when the CPU has AVX2.
+                RowPath::Avx2 => unsafe { super::x86::gelu_avx2(self, yc, bc, oc) },
+                RowPath::Scalar => self.body(yc, bc, oc),
+            };
+            if any & GELU_FALLBACK != 0 {
+                for ((o, &v), &b) in oc.iter_mut().zip(yc).zip(bc) {
+                    let h = sat(v, b);
+                    if self.falls_back(h) {
+                        *o = def(h);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The reference body of one chunk; returns the OR of the entries used.
+    #[inline(always)]
+    pub(super) fn body(&self, y: &[i32], bias: &[i64], out: &mut [u8]) -> u64 {
+        let n = y.len();
+        let (bias, out) = (&bias[..n], &mut out[..n]);
+        let ent = &self.entries[..];
+        let last = (ent.len() - 1) as u64;
+        let (lo, shift) = (self.lo, self.shift);
+        let mut any = 0u64;
+        for j in 0..n {
+            let h = sat(y[j], bias[j]);
+            let idx = (((h as i64 - lo) >> shift) as u64).min(last) as usize;
+            let e = ent[idx];
+            any |= e;
+            out[j] = if h >= e as u32 as i32 {
+                (e >> 40) as u8
+            } else {
+                (e >> 32) as u8
+            };
+        }
+        any
+    }
+}
+
+const CHUNK: usize = 64;
+
+#[inline(always)]
+fn sat(y: i32, b: i64) -> i32 {
+    (y as i64)
+        .saturating_add(b)
+        .clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}

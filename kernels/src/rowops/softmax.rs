@@ -1,0 +1,150 @@
+//! Integer softmax of one row in u32/u64 lanes (the definition, `SoftmaxInt::row` of osq-model,
+//! works in i64/i128). Bounds, for `d = max − t < 2^32`:
+//! `z = rms(d, c)` with `c_m0 < 2^31` ⇒ `d·c_m0 < 2^63`; `z ≥ z_max` (smallest z with
+//! `rms(z, log2e) >> 20 ≥ 31`, found here by bisection) ⇒ `e = 0`, and below it `z < 2^32` so
+//! `z·l_m0 < 2^63`; table entries `≤ 2^30` ⇒ products `< 2^60` and `e ≤ 2^30`. The maximum gives
+//! `e = 2^30` (tables start at 2^30), so `sum ≥ 2^30` and `R = 2^62/sum ≤ 2^32`; `R = 2^32` only
+//! when `sum = 2^30` (then `p = 4e`); otherwise `e·R < 2^62`, `p < 2^32`, `p·A < 2^63` (`A < 2^31`).
+//! All multiplies are then 32×32→64 (`vpmuludq`).
+
+use super::RowPath;
+use crate::dispatch::Isa;
+
+/// Constants of one layer's softmax in the bounded form.
+#[derive(Clone, Debug)]
+pub struct Softmax {
+    c_m0: u32,
+    c_sh: u32,
+    l_m0: u32,
+    l_sh: u32,
+    z_max: u64,
+    a: u32,
+    z_out: u32,
+    qmax: u32,
+    t_hi: Box<[u32; 1024]>,
+    t_lo: Box<[u32; 1024]>,
+}
+
+/// `(x·m0 + 2^(sh−1)) >> sh` in u128 (the definition's form for x ≥ 0).
+fn rms_u128(x: u64, m0: u32, sh: u32) -> u128 {
+    (x as u128 * m0 as u128 + (1u128 << (sh - 1))) >> sh
+}
+
+impl Softmax {
+    /// `c`/`log2e`: `(m0, shift)` of the two multipliers; `a = round(2^16/s_p)`; tables
+    /// `T_hi`, `T_lo` of the definition. `None` when a bound above does not hold.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        c: (i64, u32),
+        log2e: (i64, u32),
+        a: i64,
+        z_out: i32,
+        qmax: i32,
+        t_hi: &[i64; 1024],
+        t_lo: &[i64; 1024],
+    ) -> Option<Softmax> {
+        let mul_ok = |(m0, sh): (i64, u32)| (0..1i64 << 31).contains(&m0) && (1..=63).contains(&sh);
+        if !(mul_ok(c) && mul_ok(log2e) && (1..1i64 << 31).contains(&a)) {
+            return None;
+        }
+        if !(0 <= z_out && z_out <= qmax && qmax <= 255) {
+            return None;
+        }
+        let tab_ok =
+            |t: &[i64; 1024]| t[0] == 1 << 30 && t.iter().all(|&v| (0..=1 << 30).contains(&v));
+        if !(tab_ok(t_hi) && tab_ok(t_lo)) {
+            return None;
+        }
+        let (l_m0, l_sh) = (log2e.0 as u32, log2e.1);
+        let big = |z: u64| (rms_u128(z, l_m0, l_sh) >> 20) >= 31;
+        let (mut lo, mut hi) = (0u64, 1u64 << 32);
+        if big(lo) || !big(hi) {
+            return None;
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if big(mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        let tab = |t: &[i64; 1024]| {
+            let mut b = Box::new([0u32; 1024]);
+            for (o, &v) in b.iter_mut().zip(t.iter()) {
+                *o = v as u32;
+            }
+            b
+        };
+        Some(Softmax {
+            c_m0: c.0 as u32,
+            c_sh: c.1,
+            l_m0,
+            l_sh,
+            z_max: hi,
+            a: a as u32,
+            z_out: z_out as u32,
+            qmax: qmax as u32,
+            t_hi: tab(t_hi),
+            t_lo: tab(t_lo),
+        })
+    }
+
+    /// One row of i32 scores → probability codes; `e` is scratch of the row's length.
+    pub fn row(&self, isa: Isa, scores: &[i32], e: &mut [u32], out: &mut [u8]) {
+        assert!(e.len() >= scores.len() && out.len() >= scores.len());
+        match super::path(isa) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `path` returns Avx512 only when the CPU has those features.
+            RowPath::Avx512 => unsafe { super::x86::softmax_avx512(self, scores, e, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `path` returns Avx2 only when the CPU has AVX2.
+            RowPath::Avx2 => unsafe { super::x86::softmax_avx2(self, scores, e, out) },
+            RowPath::Scalar => self.body(scores, e, out),
+        }
+    }
+
+    /// The reference body (see the module docs for the bounds).
+    #[inline(always)]
+    pub(super) fn body(&self, scores: &[i32], e: &mut [u32], out: &mut [u8]) {
+        let n = scores.len();
+        let (e, out) = (&mut e[..n], &mut out[..n]);
+        let max = scores.iter().copied().fold(i32::MIN, i32::max) as i64;
+        let (c_m0, c_rnd, c_sh) = (self.c_m0 as u64, 1u64 << (self.c_sh - 1), self.c_sh);
+        let (l_m0, l_rnd, l_sh) = (self.l_m0 as u64, 1u64 << (self.l_sh - 1), self.l_sh);
+        let z_max = self.z_max;
+        let (t_hi, t_lo) = (&*self.t_hi, &*self.t_lo);
+        let mut sum = 0u64;
+        for j in 0..n {
+            let d = (max - scores[j] as i64) as u32 as u64;
+            let z = (d * c_m0 + c_rnd) >> c_sh;
+            let zc = z.min(z_max) as u32 as u64;
+            let w = (zc * l_m0 + l_rnd) >> l_sh;
+            let sh = (w >> 20).min(31);
+            let f = (w & 0xF_FFFF) as usize;
+            let p = (t_hi[f >> 10] as u64 * t_lo[f & 1023] as u64) >> 30;
+            let v = if z >= z_max { 0 } else { (p >> sh) as u32 };
+            e[j] = v;
+            sum += v as u64;
+        }
+        if n == 0 {
+            return;
+        }
+        let r = (1u64 << 62) / sum;
+        let (a, z, qmax) = (self.a as u64, self.z_out as u64, self.qmax as u64);
+        if r >= 1 << 32 {
+            for j in 0..n {
+                let p = (e[j] as u64) << 2;
+                let q = (p * a + (1u64 << 47)) >> 48;
+                out[j] = (q + z).min(qmax) as u8;
+            }
+            return;
+        }
+        let r = r as u32 as u64;
+        for j in 0..n {
+            let p = (e[j] as u64 * r) >> 30;
+            let q = (p as u32 as u64 * a + (1u64 << 47)) >> 48;
+            out[j] = (q + z).min(qmax) as u8;
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Every compiled path of `osq_kernels::rowops` equals the scalar path on random and extreme rows
+//! (the definitions themselves are checked against osq-model's in its own tests).
+
+use osq_kernels::rowops::{emb_row, CodeRequant, GeluLut, LayerNorm, Residual, Softmax};
+use osq_kernels::Isa;
+use proptest::prelude::*;
+
+fn isas() -> Vec<Isa> {
+    Isa::available()
+}
+
+fn tables() -> ([i64; 1024], [i64; 1024]) {
+    let mut hi = [0i64; 1024];
+    let mut lo = [0i64; 1024];
+    for j in 0..1024 {
+        hi[j] = ((-(j as f64) / 1024.0).exp2() * 1073741824.0).round() as i64;
+        lo[j] = ((-(j as f64) / 1048576.0).exp2() * 1073741824.0).round() as i64;
+    }
+    (hi, lo)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn softmax_paths_agree(scores in prop::collection::vec(any::<i32>(), 1..300), spread in 0u32..32, cm in (1i64 << 30)..(1i64 << 31), csh in 10u32..40) {
+        let (hi, lo) = tables();
+        let s = Softmax::new((cm, csh), (1549082005, 30), 4_000_000, 3, 255, &hi, &lo).unwrap();
+        let sc: Vec<i32> = scores.iter().map(|&v| v >> spread).collect();
+        let n = sc.len();
+        let (mut e0, mut o0) = (vec![0u32; n], vec![0u8; n]);
+        s.row(Isa::Scalar, &sc, &mut e0, &mut o0);
+        for isa in isas() {
+            let (mut e, mut o) = (vec![0u32; n], vec![0u8; n]);
+            s.row(isa, &sc, &mut e, &mut o);
+            prop_assert_eq!(&o, &o0);
+        }
+    }
+
+    #[test]
+    fn layernorm_paths_agree(r in prop::collection::vec(any::<i32>(), 384), spread in 0u32..32, c0 in -(1i64 << 45)..(1i64 << 45), a in 1i64..(1 << 40)) {
+        let c: Vec<i64> = (0..384).map(|j| c0 + j as i64 * 977).collect();
+        let ln = LayerNorm::new(12345, a as i128, &c, 0, 255).unwrap();
+        let r: Vec<i32> = r.iter().map(|&v| v >> spread).collect();
+        let mut o0 = vec![0u8; 384];
+        let ok0 = ln.row(Isa::Scalar, &r, &mut o0);
+        for isa in isas() {
+            let mut o = vec![0u8; 384];
+            let ok = ln.row(isa, &r, &mut o);
+            prop_assert_eq!(ok, ok0);
+            if ok { prop_assert_eq!(&o, &o0); }
+        }
+    }
+
+    #[test]
+    fn residual_codes_emb_gelu_paths_agree(y in prop::collection::vec(any::<i32>(), 96), x in prop::collection::vec(any::<u8>(), 96), z in any::<u8>(), seed in any::<u64>()) {
+        let mut s = seed;
+        let mut next = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); s };
+        let n = 96;
+        let m0: Vec<i64> = (0..n).map(|_| (next() >> 33) as i64).collect();
+        let sh: Vec<u32> = (0..n).map(|_| 1 + (next() >> 58) as u32).collect();
+        let neg: Vec<bool> = (0..n).map(|_| next() & 1 == 1).collect();
+        let bias: Vec<i64> = (0..n).map(|_| (next() as i64) >> (2 + (next() >> 59))).collect();
+        let res = Residual::new(&m0, &sh, &neg, &bias).unwrap();
+        let cr = CodeRequant::new(&bias, 16, 7, 0, 255).unwrap();
+        let codes: Vec<i8> = x.iter().map(|&v| v as i8).collect();
+        let muls = [(m0[0], sh[0]), (m0[1], sh[1] + 20), (m0[2], sh[2])];
+        let entries: Vec<u64> = (0..512).map(|i| if i % 37 == 0 { 1 << 48 } else { GeluLut::entry((next() >> 32) as i32, (i % 200) as u8, (i % 200 + 1) as u8) }).collect();
+        let lut = GeluLut::new(entries, -(1 << 20), 11).unwrap();
+        let def = |h: i32| (h as u32 >> 24) as u8;
+        let (mut r0, mut c0, mut e0, mut g0) = (vec![0i32; n], vec![0u8; n], vec![0i32; n], vec![0u8; n]);
+        res.row(Isa::Scalar, &y, &x, z, &mut r0);
+        cr.row(Isa::Scalar, &y, &mut c0);
+        prop_assert!(emb_row(Isa::Scalar, [&codes, &codes[1..], &codes], muls, &mut e0[..n - 1]));
+        lut.row(Isa::Scalar, &y, &bias, &mut g0, &def);
+        for isa in isas() {
+            let (mut r1, mut c1, mut e1, mut g1) = (vec![0i32; n], vec![0u8; n], vec![0i32; n], vec![0u8; n]);
+            res.row(isa, &y, &x, z, &mut r1);
+            cr.row(isa, &y, &mut c1);
+            emb_row(isa, [&codes, &codes[1..], &codes], muls, &mut e1[..n - 1]);
+            lut.row(isa, &y, &bias, &mut g1, &def);
+            prop_assert_eq!(&r1, &r0);
+            prop_assert_eq!(&c1, &c0);
+            prop_assert_eq!(&e1, &e0);
+            prop_assert_eq!(&g1, &g0);
+        }
+    }
+}
