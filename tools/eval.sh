@@ -3,15 +3,30 @@
 # data (docs/eval.md):
 #   1. fetch the model (tools/fetch_model.sh) and the data (tools/fetch_data.py) if missing;
 #   2. train the linear probe on FP32 embeddings of data/movie/train.tsv (osq train-probe);
-#   3. for every method × bits: calibrate (osq calibrate when this build has it, otherwise
-#      osq quantize = MinMax only), then osq verify on VERIFY_LIMIT sentences of the same params;
+#   3. for every method × bits: osq calibrate (wall time + load average → calib-times.tsv), then
+#      osq verify on VERIFY_LIMIT sentences of eval.txt with the same parameters;
 #   4. osq eval on data/movie/test.tsv with the INTEGER executor, all parameter sets at once;
 #   5. write out/eval/table.md (accuracy table, Table-4 pattern, + verify summary).
 # Existing parameter directories and the probe are reused; FORCE=1 rebuilds them.
 #
-# Environment: MODEL, DATA, OUT, METHODS ("minmax os os+" by default), BITS
-# ("w8a8 w6a6 w4a8 w4a4"), VERIFY_LIMIT (256), THREADS (0 = all), LIMIT (test sentences, all),
-# CALIB_ARGS (extra arguments for osq calibrate), FORCE, OSQ (use this binary, no cargo build).
+# Environment: MODEL, DATA, OUT, METHODS, BITS ("w8a8 w6a6 w4a8 w4a4"), VERIFY_LIMIT (64),
+# VERIFY_ISA (all), THREADS (0 = all), LIMIT (test sentences, all), CALIB_ARGS (extra arguments
+# for osq calibrate), FORCE, OSQ (use this binary, no cargo build), EVAL (0: calibrate and verify
+# only, no osq eval / table), RUNS (space-separated method:bits pairs, e.g. "os:w6a6 os+:w4a4";
+# replaces the METHODS × BITS product).
+# METHODS: space-separated, each one of (the paper's Table 3 ablation + Table 4 baselines)
+#   minmax       MinMax, LayerNorm γ kept (the paper's baseline)   osq calibrate --method minmax --no-gamma
+#   minmax-mean  mean of batch MinMax, γ kept                       --method minmax-mean --no-gamma
+#   percentile   Percentile 0.99999, γ kept                         --method percentile --no-gamma
+#   omse         OMSE, γ kept                                       --method omse --no-gamma
+#   gm           Gamma Migration alone (MinMax ranges)              --method minmax
+#   twc-coarse   Token-Wise Clipping coarse stage alone, γ kept     --method os --no-gamma --coarse-only
+#   twc          Token-Wise Clipping (coarse + fine) alone, γ kept  --method os --no-gamma
+#   os-coarse    Gamma Migration + TWC coarse stage                 --method os --coarse-only
+#   os           Outlier Suppression: GM + TWC coarse + fine        --method os
+#   os+          OS+: channel shifting/scaling + TWC                --method os+
+# Default: "minmax percentile omse os os+". Calibration wall time, load average before/after and
+# the exit status of every calibration go to $OUT/calib-times.tsv.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,15 +34,34 @@ cd "$ROOT"
 MODEL="${MODEL:-models/all-MiniLM-L6-v2}"
 DATA="${DATA:-data/movie}"
 OUT="${OUT:-out/eval}"
-METHODS="${METHODS:-minmax os os+}"
+METHODS="${METHODS:-minmax percentile omse os os+}"
 BITS="${BITS:-w8a8 w6a6 w4a8 w4a4}"
-VERIFY_LIMIT="${VERIFY_LIMIT:-256}"
+VERIFY_LIMIT="${VERIFY_LIMIT:-64}"
+VERIFY_ISA="${VERIFY_ISA:-all}"
 THREADS="${THREADS:-0}"
 LIMIT="${LIMIT:-}"
 CALIB_ARGS="${CALIB_ARGS:-}"
 FORCE="${FORCE:-0}"
 
 log() { echo "[eval.sh $(date +%H:%M:%S)] $*" >&2; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# method spec → osq calibrate arguments (empty: unknown spec)
+calib_args() {
+  case "$1" in
+    minmax) echo "--method minmax --no-gamma" ;;
+    minmax-mean) echo "--method minmax-mean --no-gamma" ;;
+    percentile) echo "--method percentile --no-gamma" ;;
+    omse) echo "--method omse --no-gamma" ;;
+    gm) echo "--method minmax" ;;
+    twc-coarse) echo "--method os --no-gamma --coarse-only" ;;
+    twc) echo "--method os --no-gamma" ;;
+    os-coarse) echo "--method os --coarse-only" ;;
+    os) echo "--method os" ;;
+    os+) echo "--method os+" ;;
+    *) echo "" ;;
+  esac
+}
 T0=$SECONDS
 
 if [[ -z "${OSQ:-}" ]]; then
@@ -62,52 +96,81 @@ log "osq calibrate available: $HAVE_CALIBRATE"
 DIRS=()
 VERIFY_ROWS=()
 SKIPPED=()
-for method in $METHODS; do
-  for bits in $BITS; do
-    name="${method//+/plus}-$bits"
-    dir="$OUT/params/$name"
-    if [[ "$FORCE" == 1 || ! -s "$dir/quant.json" ]]; then
-      rm -rf "$dir"
-      t=$SECONDS
-      if [[ $HAVE_CALIBRATE == 1 ]]; then
-        log "calibrating $method $bits"
-        # shellcheck disable=SC2086
-        if ! "$OSQ" calibrate --method "$method" --model "$MODEL" --data "$DATA/calib.txt" \
-            --bits "$bits" -o "$dir" $CALIB_ARGS >"$OUT/logs/calibrate-$name.txt" 2>&1; then
-          log "calibrate $method $bits FAILED (see $OUT/logs/calibrate-$name.txt); skipped"
-          SKIPPED+=("$method $bits: calibrate failed")
-          continue
-        fi
-      elif [[ "$method" == minmax ]]; then
-        log "quantizing (MinMax) $bits"
-        "$OSQ" quantize --model "$MODEL" --data "$DATA/calib.txt" --bits "$bits" -o "$dir" \
-          >"$OUT/logs/calibrate-$name.txt" 2>&1
-      else
-        log "$method: needs osq calibrate, not in this build; skipped"
-        SKIPPED+=("$method $bits: osq calibrate not available")
-        continue
-      fi
-      log "  $method $bits calibrated in $((SECONDS - t)) s"
-    else
-      log "reusing $dir"
+if [[ -n "${RUNS:-}" ]]; then
+  PAIRS="$RUNS"
+else
+  PAIRS=""
+  for method in $METHODS; do for bits in $BITS; do PAIRS+=" $method:$bits"; done; done
+fi
+for pair in $PAIRS; do
+  method="${pair%%:*}"
+  bits="${pair#*:}"
+  name="${method//+/plus}-$bits"
+  dir="$OUT/params/$name"
+  margs="$(calib_args "$method")"
+  if [[ -z "$margs" ]]; then
+    log "unknown method '$method' (see the header of tools/eval.sh); skipped"
+    SKIPPED+=("$method $bits: unknown method")
+    continue
+  fi
+  if [[ "$FORCE" == 1 || ! -s "$dir/quant.json" ]]; then
+    rm -rf "$dir"
+    if [[ $HAVE_CALIBRATE != 1 ]]; then
+      log "$method: needs osq calibrate, not in this build; skipped"
+      SKIPPED+=("$method $bits: osq calibrate not available")
+      continue
     fi
-    DIRS+=("$dir")
-    vjson="$OUT/verify/$name.json"
-    log "verifying $method $bits on $VERIFY_LIMIT sentences"
+    log "calibrating $method $bits ($margs)"
+    la0="$(loadavg)"
+    t=$(date +%s.%N)
     set +e
-    "$OSQ" verify --params "$dir" --data "$DATA/eval.txt" --limit "$VERIFY_LIMIT" \
-      --model "$MODEL" --json "$vjson" >"$OUT/logs/verify-$name.txt" 2>&1
+    # shellcheck disable=SC2086
+    "$OSQ" calibrate $margs --model "$MODEL" --data "$DATA/calib.txt" --bits "$bits" \
+      --threads "$THREADS" -o "$dir" $CALIB_ARGS >"$OUT/logs/calibrate-$name.txt" 2>&1
     rc=$?
     set -e
-    case $rc in
-      0) status="PASS (bit-exact)" ;;
-      1) status="FAIL (codes differ)" ;;
-      *) status="ERROR (exit $rc, see $OUT/logs/verify-$name.txt)" ;;
-    esac
-    log "  verify $method $bits: $status"
-    VERIFY_ROWS+=("| $method | $bits | $status |")
-  done
+    secs=$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$method" "$bits" "$secs" "$la0" "$(loadavg)" "$rc" \
+      "$(date -u +%FT%TZ)" >>"$OUT/calib-times.tsv"
+    if [[ $rc != 0 ]]; then
+      log "calibrate $method $bits FAILED (see $OUT/logs/calibrate-$name.txt); skipped"
+      SKIPPED+=("$method $bits: calibrate failed")
+      continue
+    fi
+    log "  $method $bits calibrated in $secs s (load average before: $la0)"
+  else
+    log "reusing $dir"
+  fi
+  DIRS+=("$dir")
+  vjson="$OUT/verify/$name.json"
+  vrc="$OUT/verify/$name.rc"
+  vkey="limit=$VERIFY_LIMIT isa=$VERIFY_ISA"
+  if [[ "$FORCE" != 1 && -s "$vrc" && "$vrc" -nt "$dir/quant.json" && "$(sed -n 2p "$vrc")" == "$vkey" ]]; then
+    rc="$(sed -n 1p "$vrc")"
+    log "reusing the verify result of $name ($vkey)"
+  else
+    log "verifying $method $bits on $VERIFY_LIMIT sentences (--isa $VERIFY_ISA)"
+    set +e
+    "$OSQ" verify --params "$dir" --data "$DATA/eval.txt" --limit "$VERIFY_LIMIT" \
+      --isa "$VERIFY_ISA" --model "$MODEL" --json "$vjson" >"$OUT/logs/verify-$name.txt" 2>&1
+    rc=$?
+    set -e
+    printf '%s\n%s\n' "$rc" "$vkey" >"$vrc"
+  fi
+  case $rc in
+    0) status="PASS (bit-exact)" ;;
+    1) status="FAIL (codes differ)" ;;
+    *) status="ERROR (exit $rc, see $OUT/logs/verify-$name.txt)" ;;
+  esac
+  log "  verify $method $bits: $status"
+  VERIFY_ROWS+=("| $method | $bits | $status |")
 done
+
+if [[ "${EVAL:-1}" == 0 ]]; then
+  log "EVAL=0: calibrated and verified ${#DIRS[@]} parameter set(s); no osq eval"
+  for r in "${VERIFY_ROWS[@]}"; do echo "$r"; done
+  exit 0
+fi
 
 EVAL_ARGS=(--model "$MODEL" --probe "$PROBE" --test "$DATA/test.tsv" --threads "$THREADS"
            --json "$OUT/eval.json" --markdown "$OUT/accuracy.md")
@@ -131,6 +194,17 @@ log "evaluating ${#DIRS[@]} parameter set(s) + FP32 on $DATA/test.tsv"
   echo "| method | bits | verify |"
   echo "|---|---|---|"
   for r in "${VERIFY_ROWS[@]}"; do echo "$r"; done
+  if [[ -s "$OUT/calib-times.tsv" ]]; then
+    echo
+    echo "## Calibration wall time (osq calibrate, --threads $THREADS, $(nproc) cores; every run in $OUT/calib-times.tsv, last per method × bits here)"
+    echo
+    echo "| method | bits | seconds | load average before | after | exit |"
+    echo "|---|---|---:|---|---|---:|"
+    awk -F'\t' '{ k = $1 FS $2; last[k] = $0; if (!(k in seen)) { seen[k] = 1; order[++n] = k } }
+      END { for (i = 1; i <= n; i++) { split(last[order[i]], f, FS);
+        printf "| %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[5], f[6] } }' \
+      "$OUT/calib-times.tsv"
+  fi
   if [[ ${#SKIPPED[@]} -gt 0 ]]; then
     echo
     echo "Not evaluated:"

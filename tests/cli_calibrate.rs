@@ -1,0 +1,229 @@
+//! `osq calibrate` / `osq report` end to end on a tiny generated BERT: every method writes a
+//! parameter directory that `osq verify` accepts as bit-exact, and bad user input gives a clear
+//! error (exit 2, message naming the file / option / field, no panic).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use osq_model::testing::{temp_dir, write_tiny_bert};
+
+fn osq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_osq"))
+        .args(args)
+        .output()
+        .expect("run osq")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The command failed with exit 2 (bad input), an `osq: error:` line and no panic.
+fn bad_input(o: &Output) -> String {
+    let t = text(o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("error"), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+    t
+}
+
+const SENTENCES: &str = "the cat sat on the mat.\nthis movie is very good!\n\ni hate that bad film, and the dog was not great.\nwe love it\nshe runs\nthey loved the movie, it was a great film\nis it good? not very.\n";
+
+fn setup(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = temp_dir(tag).unwrap();
+    let model = dir.join("model");
+    write_tiny_bert(&model, 5).unwrap();
+    let data = dir.join("data.txt");
+    std::fs::write(&data, SENTENCES).unwrap();
+    (model, data)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn calibrate_methods_verify_bit_exact() {
+    let (model, data) = setup("cli-calib");
+    let dir = model.parent().unwrap().to_path_buf();
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            "minmax-w8a8",
+            &["--method", "minmax", "--no-gamma", "--bits", "w8a8"],
+        ),
+        (
+            "omse-w6a6",
+            &["--method", "omse", "--no-gamma", "--bits", "w6a6"],
+        ),
+        ("os-w6a6", &["--method", "os", "--bits", "w6a6", "--quiet"]),
+        (
+            "osplus-w4a8",
+            &["--method", "os+", "--bits", "w4a8", "--quiet"],
+        ),
+    ];
+    for (name, extra) in cases {
+        let out = dir.join(name);
+        let mut args = vec![
+            "calibrate",
+            "--model",
+            s(&model),
+            "--data",
+            s(&data),
+            "-o",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        let o = osq(&args);
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        assert!(text(&o).contains("output MSE"), "{name}: {}", text(&o));
+        // calibration.json records what was done
+        let rep: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("calibration.json")).unwrap())
+                .unwrap();
+        let mse = rep["output_mse"].as_f64().unwrap();
+        let mse_mm = rep["output_mse_minmax"].as_f64().unwrap();
+        assert!(mse.is_finite() && mse >= 0.0, "{name}: {mse}");
+        if name.starts_with("os") {
+            // TWC never ends worse than the α = 1 start of its own search
+            let c = &rep["coarse"];
+            assert!(
+                c["final_loss"].as_f64().unwrap() <= c["loss_alpha_one"].as_f64().unwrap() + 1e-12,
+                "{name}: {c}"
+            );
+        }
+        if name.starts_with("minmax") {
+            assert_eq!(mse, mse_mm, "{name}");
+            assert_eq!(rep["gamma_migration"], false, "{name}");
+        }
+        let o = osq(&[
+            "verify",
+            "--params",
+            s(&out),
+            "--data",
+            s(&data),
+            "--isa",
+            "scalar",
+        ]);
+        assert!(o.status.success(), "{name}: verify: {}", text(&o));
+    }
+}
+
+#[test]
+fn report_writes_table_and_figure() {
+    let (model, data) = setup("cli-report");
+    let out = model.parent().unwrap().join("report");
+    let o = osq(&[
+        "report",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(out.join("table1.md")).unwrap();
+    assert!(md.contains('|'), "{md}");
+    let svg = std::fs::read_to_string(out.join("fig1.svg")).unwrap();
+    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{svg}");
+    assert!(svg.trim_end().ends_with("</svg>"));
+    let o = osq(&[
+        "report",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--ln",
+        "ffn:99",
+        "-o",
+        s(&out),
+    ]);
+    assert!(bad_input(&o).contains("--ln ffn:99"));
+}
+
+#[test]
+fn calibrate_bad_input_gives_clear_errors() {
+    let (model, data) = setup("cli-calib-bad");
+    let dir = model.parent().unwrap().to_path_buf();
+    let out = dir.join("q");
+    let calib = |model: &Path, data: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "calibrate",
+            "--model",
+            s(model),
+            "--data",
+            s(data),
+            "-o",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        osq(&args)
+    };
+
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let t = bad_input(&calib(&model, &empty, &[]));
+    assert!(t.contains("empty.txt") && t.contains("no sentences"), "{t}");
+
+    let latin1 = dir.join("latin1.txt");
+    std::fs::write(&latin1, b"good movie\ncaf\xe9 au lait\n").unwrap();
+    let t = bad_input(&calib(&model, &latin1, &[]));
+    assert!(
+        t.contains("latin1.txt") && t.contains("UTF-8") && t.contains("line 2"),
+        "{t}"
+    );
+
+    let t = bad_input(&calib(&model, &dir.join("missing.txt"), &[]));
+    assert!(t.contains("missing.txt"), "{t}");
+    assert_eq!(t.matches("os error 2").count(), 1, "{t}");
+
+    let t = bad_input(&calib(&model, &data, &["--bits", "w5a5"]));
+    assert!(t.contains("--bits w5a5"), "{t}");
+    let t = bad_input(&calib(&model, &data, &["--method", "kmeans"]));
+    assert!(t.contains("--method kmeans"), "{t}");
+    let t = bad_input(&calib(&model, &data, &["--samples", "0"]));
+    assert!(t.contains("--samples"), "{t}");
+
+    // a config.json without a required field, then with a wrongly typed one
+    let cfg_path = model.join("config.json");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let mut missing = cfg.clone();
+    missing
+        .as_object_mut()
+        .unwrap()
+        .remove("num_attention_heads");
+    std::fs::write(&cfg_path, missing.to_string()).unwrap();
+    let t = bad_input(&calib(&model, &data, &[]));
+    assert!(
+        t.contains("config.json") && t.contains("num_attention_heads"),
+        "{t}"
+    );
+    let mut wrong = cfg.clone();
+    wrong["hidden_size"] = serde_json::json!("wide");
+    std::fs::write(&cfg_path, wrong.to_string()).unwrap();
+    let t = bad_input(&calib(&model, &data, &[]));
+    assert!(
+        t.contains("config.json") && t.contains("hidden_size"),
+        "{t}"
+    );
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+
+    let o = osq(&[
+        "report",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--act-bits",
+        "40",
+        "-o",
+        s(&out),
+    ]);
+    assert!(bad_input(&o).contains("--act-bits 40"));
+    assert!(!out.exists(), "nothing written on bad input");
+}
