@@ -62,23 +62,22 @@ impl PackedB {
         let (n, k) = (b.rows(), b.cols());
         let mut p = Self::alloc(WeightFormat::S8, n, k, zero_point as i32 - 128)?;
         let (pb, off) = (p.panel_bytes(), p.offset);
-        let (mut lo, mut hi) = (i32::MAX, i32::MIN);
+        let (mut lo, mut hi) = (i8::MAX, i8::MIN);
         for nn in 0..n {
+            let row = &b.row(nn)[..k];
             let base = off + (nn / NR) * pb + (nn % NR) * KG;
-            let mut sum = 0i32;
-            for (g, quad) in b.row(nn).chunks(KG).enumerate() {
-                let dst = &mut p.buf[base + g * BLOCK..base + g * BLOCK + quad.len()];
-                for (d, &v) in dst.iter_mut().zip(quad) {
-                    let c = (v ^ 0x80) as i8;
-                    *d = c as u8;
-                    sum += c as i32;
-                    lo = lo.min(c as i32);
-                    hi = hi.max(c as i32);
+            for (g, q) in row.chunks(KG).enumerate() {
+                let mut w = [0u8; KG];
+                for (o, &v) in w.iter_mut().zip(q) {
+                    *o = v ^ 0x80;
                 }
+                p.buf[base + g * BLOCK..base + g * BLOCK + KG].copy_from_slice(&w);
             }
-            p.colsum[nn] = sum;
+            let (s, l, h) = stats(row);
+            p.colsum[nn] = s;
+            (lo, hi) = (lo.min(l), hi.max(h));
         }
-        (p.min_code, p.max_code) = (lo, hi);
+        (p.min_code, p.max_code) = (lo as i32, hi as i32);
         Ok(p)
     }
 
@@ -88,18 +87,36 @@ impl PackedB {
         let (n, k) = (b.cols(), b.rows());
         let mut p = Self::alloc(WeightFormat::S8, n, k, zero_point as i32 - 128)?;
         let (pb, off) = (p.panel_bytes(), p.offset);
-        let (mut lo, mut hi) = (i32::MAX, i32::MIN);
-        for kk in 0..k {
-            let base = off + (kk / KG) * BLOCK + kk % KG;
-            for (nn, &v) in b.row(kk)[..n].iter().enumerate() {
-                let c = (v ^ 0x80) as i8;
-                p.buf[base + (nn / NR) * pb + (nn % NR) * KG] = c as u8;
-                p.colsum[nn] += c as i32;
-                lo = lo.min(c as i32);
-                hi = hi.max(c as i32);
+        let (mut lo, mut hi) = (i8::MAX, i8::MIN);
+        let zero = vec![0x80u8; n]; // stores as 0: the K padding
+        for g in 0..k.div_ceil(KG) {
+            let r = |i: usize| {
+                let kk = g * KG + i;
+                if kk < k {
+                    &b.row(kk)[..n]
+                } else {
+                    &zero[..]
+                }
+            };
+            let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
+            for pi in 0..n.div_ceil(NR) {
+                let dst = off + pi * pb + g * BLOCK;
+                let cols = pi * NR..(pi * NR + NR).min(n);
+                let out = &mut p.buf[dst..dst + cols.len() * KG];
+                for (j, o) in cols.clone().zip(out.chunks_exact_mut(KG)) {
+                    o.copy_from_slice(&[r0[j] ^ 0x80, r1[j] ^ 0x80, r2[j] ^ 0x80, r3[j] ^ 0x80]);
+                }
             }
         }
-        (p.min_code, p.max_code) = (lo, hi);
+        for kk in 0..k {
+            let row = &b.row(kk)[..n];
+            for (c, &v) in p.colsum[..n].iter_mut().zip(row) {
+                *c += (v ^ 0x80) as i8 as i32;
+            }
+            let (_, l, h) = stats(row);
+            (lo, hi) = (lo.min(l), hi.max(h));
+        }
+        (p.min_code, p.max_code) = (lo as i32, hi as i32);
         Ok(p)
     }
 
@@ -242,6 +259,18 @@ impl PackedB {
             }
         }
     }
+}
+
+/// Sum, min and max of `code − 128` over u8 codes.
+fn stats(row: &[u8]) -> (i32, i8, i8) {
+    let (mut s, mut lo, mut hi) = (0i32, i8::MAX, i8::MIN);
+    for &v in row {
+        let c = (v ^ 0x80) as i8;
+        s += c as i32;
+        lo = lo.min(c);
+        hi = hi.max(c);
+    }
+    (s, lo, hi)
 }
 
 #[cfg(test)]

@@ -28,12 +28,12 @@ pub fn gemm_macs(qm: &QuantModel, lengths: &[usize]) -> Vec<(&'static str, u64)>
     let t: u64 = lengths.iter().map(|&l| l as u64).sum();
     let l2: u64 = lengths.iter().map(|&l| (l * l) as u64).sum();
     vec![
-        ("QKV GEMM", nl * t * 3 * h * h),
-        ("  Q.K^T GEMM (thread time)", nl * heads * l2 * dh),
-        ("  P.V GEMM (thread time)", nl * heads * l2 * dh),
-        ("attn-out GEMM", nl * t * h * h),
-        ("FFN1 GEMM", nl * t * h * inter),
-        ("FFN2 GEMM", nl * t * inter * h),
+        ("  QKV GEMM", nl * t * 3 * h * h),
+        ("  Q.K^T GEMM", nl * heads * l2 * dh),
+        ("  P.V GEMM", nl * heads * l2 * dh),
+        ("  attn-out GEMM", nl * t * h * h),
+        ("  FFN1 GEMM", nl * t * h * inter),
+        ("  FFN2 GEMM", nl * t * inter * h),
     ]
 }
 

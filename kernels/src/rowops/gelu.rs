@@ -18,13 +18,15 @@ pub fn gelu_fallback() -> u64 {
     GELU_FALLBACK
 }
 
-/// One layer's GELU bucket table.
+/// One layer's GELU bucket table and the FFN1 bias (`h = sat_i32(y + b)`).
 #[derive(Clone, Debug)]
 pub struct GeluLut {
     /// `n` bucket entries and a fallback sentinel.
-    entries: Vec<u64>,
-    lo: i64,
-    shift: u32,
+    pub(super) entries: Vec<u64>,
+    pub(super) lo: i64,
+    pub(super) shift: u32,
+    /// `|b| < 2^62`: `y + b` never overflows i64.
+    pub(super) bias: Vec<i64>,
 }
 
 impl GeluLut {
@@ -34,13 +36,29 @@ impl GeluLut {
         thr as u32 as u64 | (below as u64) << 32 | (from as u64) << 40
     }
 
-    /// `entries[i]` describes `h ∈ [lo + i·2^shift, lo + (i+1)·2^shift)`.
-    pub fn new(mut entries: Vec<u64>, lo: i64, shift: u32) -> Option<GeluLut> {
-        if entries.is_empty() || shift > 31 || lo < i32::MIN as i64 || lo > i32::MAX as i64 {
+    /// `entries[i]` describes `h ∈ [lo + i·2^shift, lo + (i+1)·2^shift)`; `bias` per channel.
+    /// `None` unless `|b| < 2^62`, `shift ≤ 31`, `lo` is an i32 and there are < 2^31 entries.
+    pub fn new(mut entries: Vec<u64>, lo: i64, shift: u32, bias: &[i64]) -> Option<GeluLut> {
+        let ok = !entries.is_empty()
+            && shift <= 31
+            && (i32::MIN as i64..=i32::MAX as i64).contains(&lo)
+            && entries.len() < 1 << 31
+            && bias.iter().all(|b| b.unsigned_abs() < 1 << 62);
+        if !ok {
             return None;
         }
         entries.push(GELU_FALLBACK);
-        Some(GeluLut { entries, lo, shift })
+        Some(GeluLut {
+            entries,
+            lo,
+            shift,
+            bias: bias.to_vec(),
+        })
+    }
+
+    /// Channels (the bias length).
+    pub fn n(&self) -> usize {
+        self.bias.len()
     }
 
     fn index(&self, h: i32) -> usize {
@@ -53,10 +71,17 @@ impl GeluLut {
         self.entries[self.index(h)] & GELU_FALLBACK != 0
     }
 
-    /// `out_j = code(sat_i32(y_j + b_j))`, with `def(h)` for elements in marked buckets.
-    pub fn row(&self, isa: Isa, y: &[i32], bias: &[i64], out: &mut [u8], def: &dyn Fn(i32) -> u8) {
-        let n = y.len();
-        assert!(bias.len() >= n && out.len() >= n);
+    /// `out_j = code(sat_i32(y_j + b_j))` over the row (`y.len() == n()`), with `def(h)` for
+    /// elements in marked buckets.
+    pub fn row(&self, isa: Isa, y: &[i32], out: &mut [u8], def: &dyn Fn(i32) -> u8) {
+        let n = self.n();
+        assert!(y.len() == n && out.len() >= n);
+        let bias = &self.bias[..];
+        #[cfg(target_arch = "x86_64")]
+        if super::path(isa) == RowPath::Avx512 {
+            // SAFETY: `path` returns Avx512 only when the CPU has those features.
+            return unsafe { super::avx512::gelu(self, y, out, def) };
+        }
         for c0 in (0..n).step_by(CHUNK) {
             let c1 = (c0 + CHUNK).min(n);
             let (yc, bc, oc) = (&y[c0..c1], &bias[c0..c1], &mut out[c0..c1]);

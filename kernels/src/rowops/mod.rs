@@ -9,9 +9,12 @@
 //! Each concern has one file holding its constants and an `#[inline(always)]` body written in
 //! plain integer Rust: that body is the scalar reference and defines the bits. The x86 paths
 //! (`x86.rs`) compile the same bodies with AVX2 or AVX-512 enabled, so LLVM vectorizes them without
-//! changing a bit. aarch64 runs the scalar path. The path follows the GEMM's ISA choice
+//! changing a bit; softmax and GELU, whose table lookups LLVM does not vectorize well, have
+//! hand-written AVX-512 forms (`avx512.rs`). aarch64 runs the scalar path. The path follows the GEMM's ISA choice
 //! (`dispatch`): chosen once, forced with `OSQ_ISA` or per call.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod emb;
 mod gelu;
 mod isqrt;

@@ -13,17 +13,25 @@ use crate::dispatch::Isa;
 /// Constants of one layer's softmax in the bounded form.
 #[derive(Clone, Debug)]
 pub struct Softmax {
-    c_m0: u32,
-    c_sh: u32,
-    l_m0: u32,
-    l_sh: u32,
-    z_max: u64,
-    a: u32,
-    z_out: u32,
-    qmax: u32,
-    t_hi: Box<[u32; 1024]>,
-    t_lo: Box<[u32; 1024]>,
+    pub(super) c_m0: u32,
+    pub(super) c_sh: u32,
+    pub(super) l_m0: u32,
+    pub(super) l_sh: u32,
+    pub(super) z_max: u64,
+    pub(super) a: u32,
+    pub(super) z_out: u32,
+    pub(super) qmax: u32,
+    pub(super) t_hi: Box<[u32; 1024]>,
+    pub(super) t_lo: Box<[u32; 1024]>,
+    /// `e(d)` for every `d < d_max` (the smallest `d` with `z(d) ≥ z_max`, so `e(d) = 0` from
+    /// there on: `z` is monotone in `d`), when `d_max ≤ LUT_MAX`; built with [`Softmax::body`]'s
+    /// expression, used by the AVX-512 path (one lookup per element instead of two and the
+    /// multiplies).
+    pub(super) lut: Option<Vec<u32>>,
 }
+
+/// Largest `d_max` given a direct table (256 KiB).
+const LUT_MAX: u64 = 1 << 16;
 
 /// `(x·m0 + 2^(sh−1)) >> sh` in u128 (the definition's form for x ≥ 0).
 fn rms_u128(x: u64, m0: u32, sh: u32) -> u128 {
@@ -76,7 +84,7 @@ impl Softmax {
             }
             b
         };
-        Some(Softmax {
+        let mut s = Softmax {
             c_m0: c.0 as u32,
             c_sh: c.1,
             l_m0,
@@ -87,7 +95,41 @@ impl Softmax {
             qmax: qmax as u32,
             t_hi: tab(t_hi),
             t_lo: tab(t_lo),
-        })
+            lut: None,
+        };
+        // d_max: smallest d < 2^32 with z(d) ≥ z_max (z monotone in d), if any below LUT_MAX.
+        let z_of = |d: u64| rms_u128(d, s.c_m0, s.c_sh) as u64;
+        if z_of(LUT_MAX) >= s.z_max {
+            let (mut lo, mut hi) = (0u64, LUT_MAX); // z(lo) < z_max ≤ z(hi)
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if z_of(mid) >= s.z_max {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            s.lut = Some((0..hi).map(|d| s.exp_of(d)).collect());
+        }
+        Some(s)
+    }
+
+    /// Whether the direct `e(d)` table was built (`d_max ≤ 2^16`), and its length.
+    pub fn table_len(&self) -> Option<usize> {
+        self.lut.as_ref().map(|t| t.len())
+    }
+
+    /// `e` of one `d = max − t` (the expression of [`Softmax::body`]).
+    #[inline(always)]
+    fn exp_of(&self, d: u64) -> u32 {
+        let z = (d * self.c_m0 as u64 + (1u64 << (self.c_sh - 1))) >> self.c_sh;
+        if z >= self.z_max {
+            return 0;
+        }
+        let w = (z * self.l_m0 as u64 + (1u64 << (self.l_sh - 1))) >> self.l_sh;
+        let f = (w & 0xF_FFFF) as usize;
+        let p = (self.t_hi[f >> 10] as u64 * self.t_lo[f & 1023] as u64) >> 30;
+        (p >> (w >> 20).min(31)) as u32
     }
 
     /// One row of i32 scores → probability codes; `e` is scratch of the row's length.
@@ -96,7 +138,7 @@ impl Softmax {
         match super::path(isa) {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `path` returns Avx512 only when the CPU has those features.
-            RowPath::Avx512 => unsafe { super::x86::softmax_avx512(self, scores, e, out) },
+            RowPath::Avx512 => unsafe { super::avx512::softmax(self, scores, e, out) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `path` returns Avx2 only when the CPU has AVX2.
             RowPath::Avx2 => unsafe { super::x86::softmax_avx2(self, scores, e, out) },

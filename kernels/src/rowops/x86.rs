@@ -16,7 +16,7 @@ macro_rules! compiled {
     };
 }
 
-compiled!(softmax_avx512, softmax_avx2, (s: &Softmax, t: &[i32], e: &mut [u32], o: &mut [u8]) -> (), s.body(t, e, o));
+compiled!(_softmax_avx512, softmax_avx2, (s: &Softmax, t: &[i32], e: &mut [u32], o: &mut [u8]) -> (), s.body(t, e, o));
 compiled!(ln_avx512, ln_avx2, (l: &LayerNorm, r: &[i32], o: &mut [u8]) -> bool, l.body(r, o));
 compiled!(residual_avx512, residual_avx2, (s: &Residual, y: &[i32], x: &[u8], z: u8, o: &mut [i32]) -> (), s.body(y, x, z, o));
 compiled!(codes_avx512, codes_avx2, (c: &CodeRequant, y: &[i32], o: &mut [u8]) -> (), c.body(y, o));

@@ -4,9 +4,12 @@
 //! softmax/LayerNorm/GELU through the bounded fast forms of [`super::rows`] (definitions of
 //! [`super::nonlin`] as fallback). No floating point between the token ids and the final codes;
 //! float appears only in the sentence embedding (mean pooling of dequantized codes, L2 norm).
-//! Threads: the ambient rayon pool (GEMMs split tiles, attention runs (sequence, head) tasks,
-//! row steps run blocks of rows); every element is computed by the same code whatever the split,
-//! so outputs do not depend on the thread count. Optional per-stage timers (`forward_timed`).
+//! Threads: the ambient rayon pool. Each layer is three parallel steps: per row block (one per
+//! thread) the QKV GEMM and the Q/K/V codes; per (sequence, head) the attention; per row block
+//! the whole chain attention output → LN → FFN1 → GELU → FFN2 → LN (rows are independent there,
+//! and a block's i32 intermediates stay in its thread's caches). With one block the GEMMs split
+//! their own tiles. Every element is computed by the same code whatever the split, so outputs do
+//! not depend on the thread count. Optional per-stage timers (`forward_timed`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -34,24 +37,31 @@ pub struct IntOptions {
     pub trace: bool,
 }
 
-/// Stages timed by [`IntegerModel::forward_timed`]: wall time of each step summed over layers; the four
-/// attention sub-steps are thread time summed over the (sequence, head) tasks.
-pub const STAGES: [&str; 14] = [
+/// Stages timed by [`IntegerModel::forward_timed`]: the first four are wall time summed over
+/// layers; the indented ones are thread time summed over the parallel tasks of their block
+/// (row blocks for the Linear chains, (sequence, head) tasks for attention).
+pub const STAGES: [&str; 17] = [
     "embeddings+LN",
-    "QKV GEMM",
-    "QKV codes",
+    "QKV block (wall)",
     "attention (wall)",
-    "attn-out GEMM",
-    "attn residual+LN",
-    "FFN1 GEMM",
-    "GELU",
-    "FFN2 GEMM",
-    "FFN residual+LN",
-    "  K/V packing (thread time)",
-    "  Q.K^T GEMM (thread time)",
-    "  softmax (thread time)",
-    "  P.V GEMM (thread time)",
+    "post-attention block (wall)",
+    "  QKV GEMM",
+    "  QKV codes",
+    "  K/V packing",
+    "  Q.K^T GEMM",
+    "  softmax",
+    "  P.V GEMM",
+    "  attn-out GEMM",
+    "  attn residual+LN",
+    "  FFN1 GEMM",
+    "  GELU",
+    "  FFN2 GEMM",
+    "  FFN residual+LN",
+    "  context scatter",
 ];
+
+/// First thread-time stage.
+const SUB: usize = 4;
 
 /// Result of a batch: final hidden codes of the valid tokens, sequences concatenated.
 #[derive(Clone, Debug, Default)]
@@ -109,7 +119,7 @@ fn kerr(what: &str) -> impl Fn(osq_kernels::KernelError) -> ModelError + '_ {
     move |e| ModelError::Input(format!("{what}: {e}"))
 }
 
-/// Rows per rayon task for the per-token loops.
+/// Rows per rayon task for the embedding rows.
 const ROWS_PER_TASK: usize = 16;
 
 /// Stage clock: a no-op unless timing was requested.
@@ -117,7 +127,7 @@ struct Clock {
     on: bool,
     last: Instant,
     ns: [u64; STAGES.len()],
-    sub: [AtomicU64; 4],
+    sub: [AtomicU64; STAGES.len() - SUB],
 }
 
 impl Clock {
@@ -140,17 +150,19 @@ impl Clock {
     fn start(&self) -> Option<Instant> {
         self.on.then(Instant::now)
     }
-    /// Adds thread time since `t0` to attention sub-stage `i`.
-    fn add(&self, i: usize, t0: Option<Instant>) {
-        if let Some(t0) = t0 {
-            self.sub[i].fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    /// Adds thread time since `*t0` to thread-time stage `stage` and restarts `*t0`.
+    fn add(&self, stage: usize, t0: &mut Option<Instant>) {
+        if let Some(t) = t0 {
+            let now = Instant::now();
+            self.sub[stage - SUB].fetch_add((now - *t).as_nanos() as u64, Ordering::Relaxed);
+            *t = now;
         }
     }
     fn finish(self) -> Option<Vec<u64>> {
         self.on.then(|| {
             let mut v = self.ns.to_vec();
             for (i, s) in self.sub.iter().enumerate() {
-                v[10 + i] = s.load(Ordering::Relaxed);
+                v[SUB + i] = s.load(Ordering::Relaxed);
             }
             v
         })
@@ -210,6 +222,11 @@ impl IntegerModel {
                     r.query.is_some() && r.key.is_some() && r.value.is_some(),
                 ),
                 (l, "softmax", r.softmax.is_some()),
+                (
+                    l,
+                    "softmax e(d) table",
+                    r.softmax.as_ref().is_some_and(|s| s.table_len().is_some()),
+                ),
                 (l, "attention residual", r.attn_res.is_some()),
                 (l, "attention LN", r.attn_ln.is_some()),
                 (l, "GELU table", r.gelu.is_some()),
@@ -357,15 +374,17 @@ impl IntegerModel {
         capture(&mut traces, 0, Node::Emb, &x, h);
         clock.lap(0);
 
-        let mut qkv = vec![0i32; t_all * 3 * h];
         let mut q = vec![0u8; t_all * h];
         let mut k = vec![0u8; t_all * h];
         let mut v = vec![0u8; t_all * h];
         let mut ctx = vec![0u8; t_all * h];
-        let mut dense = vec![0i32; t_all * h];
         let mut x7 = vec![0u8; t_all * h];
-        let mut hbuf = vec![0i32; t_all * inter];
         let mut x8 = vec![0u8; t_all * inter];
+        // Row blocks of the Linear chains: one per thread (a multiple of 8 rows), so each thread
+        // streams the weights once and the i32 intermediates of its rows stay in its caches.
+        let threads = rayon::current_num_threads().max(1);
+        let blk = t_all.div_ceil(threads).div_ceil(8) * 8;
+        let gemm_opt = if blk >= t_all { gopt } else { inner };
 
         for (l, (lp, (ld, il))) in p
             .layers
@@ -377,23 +396,20 @@ impl IntegerModel {
             let fr = &il.rows;
             let (xin, _) = p.layer_input(l);
             let zx = xin.zero_point as u8;
-            clock.lap(9);
-            self.linear_fixed(
-                &x,
-                t_all,
-                zx,
-                &il.qkv,
-                &il.qkv_requant,
-                &mut qkv,
-                &gopt,
-                &w("QKV"),
-            )?;
-            clock.lap(1);
-            q.par_chunks_mut(h * ROWS_PER_TASK)
-                .zip(k.par_chunks_mut(h * ROWS_PER_TASK))
-                .zip(v.par_chunks_mut(h * ROWS_PER_TASK))
-                .zip(qkv.par_chunks(3 * h * ROWS_PER_TASK))
-                .for_each(|(((qo, ko), vo), y)| {
+            let clk = &clock;
+
+            // QKV GEMM → Q/K/V codes, per row block.
+            q.par_chunks_mut(h * blk)
+                .zip(k.par_chunks_mut(h * blk))
+                .zip(v.par_chunks_mut(h * blk))
+                .zip(x.par_chunks(h * blk))
+                .try_for_each(|(((qo, ko), vo), xb)| -> Result<()> {
+                    let rows = xb.len() / h;
+                    let mut t0 = clk.start();
+                    let mut y = vec![0i32; rows * 3 * h];
+                    let rq = &il.qkv_requant;
+                    self.linear_fixed(xb, rows, zx, &il.qkv, rq, &mut y, &gemm_opt, &w("QKV"))?;
+                    clk.add(4, &mut t0);
                     for (t, yr) in y.chunks_exact(3 * h).enumerate() {
                         let o = t * h..(t + 1) * h;
                         let (yq, yk, yv) = (&yr[..h], &yr[h..2 * h], &yr[2 * h..]);
@@ -401,8 +417,11 @@ impl IntegerModel {
                         codes_row(isa, &ld.key, fr.key.as_ref(), yk, &mut ko[o.clone()]);
                         codes_row(isa, &ld.value, fr.value.as_ref(), yv, &mut vo[o]);
                     }
-                });
-            clock.lap(2);
+                    clk.add(5, &mut t0);
+                    Ok(())
+                })?;
+            clock.lap(1);
+            let clk = &clock;
             let zq = lp.node(Node::Query).zero_point as u8;
             let zk = lp.node(Node::Key).zero_point as u8;
             let zv = lp.node(Node::Value).zero_point as u8;
@@ -411,7 +430,6 @@ impl IntegerModel {
             // Attention: one task per (sequence, head), reading Q/K/V heads in place.
             let want_probs = traces.is_some();
             let (qr, kr, vr) = (&q, &k, &v);
-            let clk = &clock;
             let results: Vec<(Vec<u8>, Vec<u8>)> = (0..nb * heads)
                 .into_par_iter()
                 .map(|task| -> Result<(Vec<u8>, Vec<u8>)> {
@@ -424,11 +442,10 @@ impl IntegerModel {
                     let qv = MatRef::new(&qr[base..], len, dh, h).map_err(kerr("attention Q"))?;
                     let kv = MatRef::new(&kr[base..], len, dh, h).map_err(kerr("attention K"))?;
                     let vv = MatRef::new(&vr[base..], len, dh, h).map_err(kerr("attention V"))?;
-                    let t0 = clk.start();
+                    let mut t0 = clk.start();
                     let kp = PackedB::pack_u8_nk(kv, zk).map_err(kerr("attention K pack"))?;
                     let vp = PackedB::pack_u8_kn(vv, zv).map_err(kerr("attention V pack"))?;
-                    clk.add(0, t0);
-                    let t0 = clk.start();
+                    clk.add(6, &mut t0);
                     let mut scores = vec![0i32; len * len];
                     gemm(
                         qv,
@@ -443,8 +460,7 @@ impl IntegerModel {
                         &inner,
                     )
                     .map_err(kerr("Q·Kᵀ"))?;
-                    clk.add(1, t0);
-                    let t0 = clk.start();
+                    clk.add(7, &mut t0);
                     let mut probs = vec![0u8; len * len];
                     let (mut e, mut e64) = (vec![0u32; len], vec![]);
                     if fr.softmax.is_none() {
@@ -454,8 +470,7 @@ impl IntegerModel {
                         let f = fr.softmax.as_ref();
                         softmax_row(isa, &ld.softmax, f, srow, &mut e, &mut e64, prow);
                     }
-                    clk.add(2, t0);
-                    let t0 = clk.start();
+                    clk.add(8, &mut t0);
                     let mut out = vec![0u8; len * dh];
                     gemm(
                         MatRef::new(&probs, len, len, len).map_err(kerr("probs"))?,
@@ -471,10 +486,11 @@ impl IntegerModel {
                         &inner,
                     )
                     .map_err(kerr("P·V"))?;
-                    clk.add(3, t0);
+                    clk.add(9, &mut t0);
                     Ok((if want_probs { probs } else { vec![] }, out))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let mut t0 = clock.start();
             for (task, (_, out)) in results.iter().enumerate() {
                 let (b, hd) = (task / heads, task % heads);
                 for (i, row) in out.chunks_exact(dh).enumerate() {
@@ -482,6 +498,7 @@ impl IntegerModel {
                     ctx[dst..dst + dh].copy_from_slice(row);
                 }
             }
+            clock.add(16, &mut t0);
             if let Some(ts) = traces.as_mut() {
                 for (b, t) in ts.iter_mut().enumerate() {
                     let len = lengths[b];
@@ -493,89 +510,62 @@ impl IntegerModel {
                 }
             }
             drop(results);
-            clock.lap(3);
+            clock.lap(2);
+            let clk = &clock;
 
-            // Attention output + shortcut → MHA-LN (node 7), one row at a time.
+            // Per row block: attention output + shortcut → MHA-LN (node 7) → FFN1 → GELU
+            // (node 8) → FFN2 + shortcut → FFN-LN (node 9), the block's rows of x overwritten.
             let zc = lp.node(Node::Context).zero_point as u8;
-            self.linear_fixed(
-                &ctx,
-                t_all,
-                zc,
-                &il.attn_out,
-                &ld.attn_out.requant,
-                &mut dense,
-                &gopt,
-                &w("attention output"),
-            )?;
-            clock.lap(4);
-            x7.par_chunks_mut(h * ROWS_PER_TASK)
-                .zip(dense.par_chunks(h * ROWS_PER_TASK))
-                .zip(x.par_chunks(h * ROWS_PER_TASK))
-                .for_each(|((o, d), xi)| {
+            let z7 = lp.node(Node::MhaLn).zero_point as u8;
+            let z8 = lp.node(Node::Gelu).zero_point as u8;
+            x.par_chunks_mut(h * blk)
+                .zip(ctx.par_chunks(h * blk))
+                .zip(x7.par_chunks_mut(h * blk))
+                .zip(x8.par_chunks_mut(inter * blk))
+                .try_for_each(|(((xb, cb), x7b), x8b)| -> Result<()> {
+                    let rows = xb.len() / h;
+                    let mut t0 = clk.start();
+                    let mut dense = vec![0i32; rows * h];
+                    let (ao, aorq) = (&il.attn_out, &ld.attn_out.requant);
+                    let wa = w("attention output");
+                    self.linear_fixed(cb, rows, zc, ao, aorq, &mut dense, &gemm_opt, &wa)?;
+                    clk.add(10, &mut t0);
                     let mut r = vec![0i32; h];
-                    for ((orow, drow), xrow) in o
+                    for ((orow, drow), xrow) in x7b
                         .chunks_exact_mut(h)
-                        .zip(d.chunks_exact(h))
-                        .zip(xi.chunks_exact(h))
+                        .zip(dense.chunks_exact(h))
+                        .zip(xb.chunks_exact(h))
                     {
                         let (sc, f) = (&ld.attn_shortcut, fr.attn_res.as_ref());
                         residual_row(isa, &ld.attn_out, sc, f, drow, xrow, zx, &mut r);
                         ln_row(isa, &ld.attn_ln, fr.attn_ln.as_ref(), &r, orow);
                     }
-                });
-            clock.lap(5);
-
-            // FFN1 → GELU thresholds (node 8).
-            let z7 = lp.node(Node::MhaLn).zero_point as u8;
-            self.linear_fixed(
-                &x7,
-                t_all,
-                z7,
-                &il.ffn1,
-                &ld.ffn1.requant,
-                &mut hbuf,
-                &gopt,
-                &w("FFN1"),
-            )?;
-            clock.lap(6);
-            x8.par_chunks_mut(inter * ROWS_PER_TASK)
-                .zip(hbuf.par_chunks(inter * ROWS_PER_TASK))
-                .for_each(|(o, hh)| {
-                    for (orow, hrow) in o.chunks_exact_mut(inter).zip(hh.chunks_exact(inter)) {
+                    clk.add(11, &mut t0);
+                    let mut hb = vec![0i32; rows * inter];
+                    let (f1, f1rq) = (&il.ffn1, &ld.ffn1.requant);
+                    self.linear_fixed(x7b, rows, z7, f1, f1rq, &mut hb, &gemm_opt, &w("FFN1"))?;
+                    clk.add(12, &mut t0);
+                    for (orow, hrow) in x8b.chunks_exact_mut(inter).zip(hb.chunks_exact(inter)) {
                         gelu_row(isa, &ld.gelu, &ld.ffn1, fr.gelu.as_ref(), hrow, orow);
                     }
-                });
-            clock.lap(7);
-
-            // FFN2 + shortcut → FFN-LN (node 9).
-            let z8 = lp.node(Node::Gelu).zero_point as u8;
-            self.linear_fixed(
-                &x8,
-                t_all,
-                z8,
-                &il.ffn2,
-                &ld.ffn2.requant,
-                &mut dense,
-                &gopt,
-                &w("FFN2"),
-            )?;
-            clock.lap(8);
-            x.par_chunks_mut(h * ROWS_PER_TASK)
-                .zip(dense.par_chunks(h * ROWS_PER_TASK))
-                .zip(x7.par_chunks(h * ROWS_PER_TASK))
-                .for_each(|((o, d), xi)| {
-                    let mut r = vec![0i32; h];
-                    for ((orow, drow), xrow) in o
+                    drop(hb);
+                    clk.add(13, &mut t0);
+                    let (f2, f2rq) = (&il.ffn2, &ld.ffn2.requant);
+                    self.linear_fixed(x8b, rows, z8, f2, f2rq, &mut dense, &gemm_opt, &w("FFN2"))?;
+                    clk.add(14, &mut t0);
+                    for ((orow, drow), xrow) in xb
                         .chunks_exact_mut(h)
-                        .zip(d.chunks_exact(h))
-                        .zip(xi.chunks_exact(h))
+                        .zip(dense.chunks_exact(h))
+                        .zip(x7b.chunks_exact(h))
                     {
                         let (sc, f) = (&ld.ffn_shortcut, fr.ffn_res.as_ref());
                         residual_row(isa, &ld.ffn2, sc, f, drow, xrow, z7, &mut r);
                         ln_row(isa, &ld.ffn_ln, fr.ffn_ln.as_ref(), &r, orow);
                     }
-                });
-            clock.lap(9);
+                    clk.add(15, &mut t0);
+                    Ok(())
+                })?;
+            clock.lap(3);
 
             capture(&mut traces, l, Node::Query, &q, h);
             capture(&mut traces, l, Node::Key, &k, h);

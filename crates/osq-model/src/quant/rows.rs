@@ -18,8 +18,9 @@ pub const GELU_HI: i64 = 1 << 23;
 
 /// The bucket table of one GELU node (see `rowops::gelu`): a bucket on one monotone side of
 /// `h_star` holding a constant code or one change point gets an entry (checked against
-/// [`GeluTable::code`] at both ends and around the change point); others fall back.
-pub fn gelu_lut(t: &GeluTable) -> Option<GeluLut> {
+/// [`GeluTable::code`] at both ends and around the change point); others fall back. `bias`: the
+/// FFN1 fixed-point bias added before the table.
+pub fn gelu_lut(t: &GeluTable, bias: &[i64]) -> Option<GeluLut> {
     let n = ((GELU_HI - GELU_LO) >> GELU_SHIFT) as usize;
     let w = 1i64 << GELU_SHIFT;
     let code = |h: i64| t.code(h as i32);
@@ -52,7 +53,7 @@ pub fn gelu_lut(t: &GeluTable) -> Option<GeluLut> {
             }
         })
         .collect();
-    GeluLut::new(entries, GELU_LO, GELU_SHIFT)
+    GeluLut::new(entries, GELU_LO, GELU_SHIFT, bias)
 }
 
 /// Fast forms of one layer's row steps (`None`: the definition runs).
@@ -110,7 +111,7 @@ impl LayerRows {
             softmax: softmax(&ld.softmax),
             attn_res: residual(&ld.attn_shortcut, &ld.attn_out),
             attn_ln: layer_norm(&ld.attn_ln),
-            gelu: gelu_lut(&ld.gelu),
+            gelu: gelu_lut(&ld.gelu, &ld.ffn1.bias),
             ffn_res: residual(&ld.ffn_shortcut, &ld.ffn2),
             ffn_ln: layer_norm(&ld.ffn_ln),
         }
@@ -189,8 +190,8 @@ pub fn gelu_row(
     y: &[i32],
     out: &mut [u8],
 ) {
-    match fast {
-        Some(f) => f.row(isa, y, &lin.bias, out, &|h| t.code(h)),
+    match fast.filter(|f| f.n() == y.len()) {
+        Some(f) => f.row(isa, y, out, &|h| t.code(h)),
         None => {
             for (j, (o, &v)) in out.iter_mut().zip(y).enumerate() {
                 *o = t.code(sat_i32(lin.fixed(v, j)));

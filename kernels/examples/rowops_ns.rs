@@ -1,0 +1,131 @@
+//! Nanoseconds per element of each `rowops` routine on every available path, on rows shaped like
+//! all-MiniLM-L6-v2's (softmax 128, LayerNorm/residual 384, GELU 1536) and the K/V packers, by
+//! on-CPU time of the thread (Linux schedstat), so a loaded machine still gives usable figures.
+//! `cargo run --release -p osq-kernels --example rowops_ns`
+
+use osq_kernels::rowops::{CodeRequant, GeluLut, LayerNorm, Residual, Softmax};
+use osq_kernels::{Isa, MatRef, PackedB};
+use std::hint::black_box;
+
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Median over 7 batches of CPU ns per element.
+fn time(elems: usize, mut f: impl FnMut()) -> f64 {
+    let mut v = Vec::new();
+    for _ in 0..7 {
+        let c0 = thread_cpu_ns();
+        let mut reps = 0;
+        // Batches of 50 calls between reads of the (slow) schedstat file.
+        while thread_cpu_ns() - c0 < 20_000_000 {
+            for _ in 0..50 {
+                f();
+            }
+            reps += 50;
+        }
+        v.push((thread_cpu_ns() - c0) as f64 / (reps * elems) as f64);
+    }
+    v.sort_by(f64::total_cmp);
+    v[3]
+}
+
+fn main() {
+    let mut s = 7u64;
+    let mut next = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        s >> 16
+    };
+    let mut hi = [0i64; 1024];
+    let mut lo = [0i64; 1024];
+    for j in 0..1024 {
+        hi[j] = ((-(j as f64) / 1024.0).exp2() * 1073741824.0).round() as i64;
+        lo[j] = ((-(j as f64) / 1048576.0).exp2() * 1073741824.0).round() as i64;
+    }
+    let sm = Softmax::new(
+        (2_097_152_000, 21),
+        (1549082005, 30),
+        16_711_680,
+        0,
+        255,
+        &hi,
+        &lo,
+    )
+    .unwrap();
+    let scores: Vec<i32> = (0..128 * 128)
+        .map(|_| (next() % 40000) as i32 - 20000)
+        .collect();
+    let ln = LayerNorm::new(100, 1 << 36, &vec![1i64 << 40; 384], 0, 255).unwrap();
+    let r: Vec<i32> = (0..128 * 384)
+        .map(|_| (next() % (1 << 24)) as i32 - (1 << 23))
+        .collect();
+    let res = Residual::new(
+        &vec![1 << 30; 384],
+        &vec![20; 384],
+        &vec![false; 384],
+        &vec![1 << 20; 384],
+    )
+    .unwrap();
+    let x: Vec<u8> = (0..128 * 384).map(|_| next() as u8).collect();
+    let cr = CodeRequant::new(&vec![1 << 20; 384], 16, 10, 0, 255).unwrap();
+    let entries: Vec<u64> = (0..8192)
+        .map(|i| GeluLut::entry(-(1 << 23) + i * 2048 + 1000, 3, 4))
+        .collect();
+    let gl = GeluLut::new(entries, -(1 << 23), 11, &vec![1000; 1536]).unwrap();
+    let spread: i64 = std::env::var("SPREAD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1 << 23);
+    let hb: Vec<i32> = (0..128 * 1536)
+        .map(|_| ((next() as i64 % spread) - spread / 2) as i32)
+        .collect();
+    for isa in Isa::available() {
+        let (mut e, mut o) = (vec![0u32; 128], vec![0u8; 128 * 384]);
+        let t_sm = time(128 * 128, || {
+            for (srow, orow) in scores.chunks_exact(128).zip(o.chunks_exact_mut(128)) {
+                sm.row(isa, srow, &mut e, orow);
+            }
+        });
+        let t_ln = time(128 * 384, || {
+            for (rr, orow) in r.chunks_exact(384).zip(o.chunks_exact_mut(384)) {
+                black_box(ln.row(isa, rr, orow));
+            }
+        });
+        let mut ri = vec![0i32; 384];
+        let t_res = time(128 * 384, || {
+            for (rr, xr) in r.chunks_exact(384).zip(x.chunks_exact(384)) {
+                res.row(isa, rr, xr, 7, &mut ri);
+                black_box(&ri);
+            }
+        });
+        let t_cr = time(128 * 384, || {
+            for (rr, orow) in r.chunks_exact(384).zip(o.chunks_exact_mut(384)) {
+                cr.row(isa, rr, orow);
+            }
+        });
+        let mut og = vec![0u8; 1536];
+        let t_g = time(128 * 1536, || {
+            for hr in hb.chunks_exact(1536) {
+                gl.row(isa, hr, &mut og, &|_| 0);
+                black_box(&og);
+            }
+        });
+        println!(
+            "{:<12} ns/elem: softmax {t_sm:.3}  LN {t_ln:.3}  residual {t_res:.3}  codes {t_cr:.3}  GELU {t_g:.3}",
+            isa.name()
+        );
+    }
+    let m = MatRef::new(&x, 128, 32, 384).unwrap();
+    let t_k = time(4096, || {
+        black_box(PackedB::pack_u8_nk(m, 3).unwrap());
+    });
+    let t_v = time(4096, || {
+        black_box(PackedB::pack_u8_kn(m, 3).unwrap());
+    });
+    println!("pack ns/elem (128x32 head): K {t_k:.3}  V {t_v:.3}");
+}
