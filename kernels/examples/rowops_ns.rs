@@ -60,7 +60,7 @@ fn main() {
     let scores: Vec<i32> = (0..128 * 128)
         .map(|_| (next() % 40000) as i32 - 20000)
         .collect();
-    let ln = LayerNorm::new(100, 1 << 36, &vec![1i64 << 40; 384], 0, 255).unwrap();
+    let ln = LayerNorm::new(100, 1 << 36, &vec![1i64 << 40; 384], None, 0, 255).unwrap();
     let r: Vec<i32> = (0..128 * 384)
         .map(|_| (next() % (1 << 24)) as i32 - (1 << 23))
         .collect();

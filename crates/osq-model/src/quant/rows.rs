@@ -94,12 +94,9 @@ fn residual(sc: &[SignedMul], lin: &LinDerived) -> Option<Residual> {
     Residual::new(&m0, &sh, &neg, &lin.bias)
 }
 
-/// The non-scaling LayerNorm's fast form (the scaling one keeps the definition).
+/// A LayerNorm's fast form (non-scaling, or scaling with `|Γ_j| < 2^31`).
 pub fn layer_norm(ln: &LayerNormInt) -> Option<LayerNorm> {
-    if ln.gamma.is_some() {
-        return None;
-    }
-    LayerNorm::new(ln.e, ln.a, &ln.c, ln.qmin, ln.qmax)
+    LayerNorm::new(ln.e, ln.a, &ln.c, ln.gamma.as_deref(), ln.qmin, ln.qmax)
 }
 
 impl LayerRows {
