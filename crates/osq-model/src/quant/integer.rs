@@ -94,6 +94,34 @@ struct IntLayer {
     rows: LayerRows,
 }
 
+/// i32 buffers of one row block, reused across layers.
+struct BlockScratch {
+    qkv: Vec<i32>,
+    dense: Vec<i32>,
+    ffn1: Vec<i32>,
+    row: Vec<i32>,
+}
+
+/// Buffers of one attention worker (rayon `map_init`), sized for the longest sequence.
+struct AttnScratch {
+    scores: Vec<i32>,
+    probs: Vec<u8>,
+    e: Vec<u32>,
+    /// Only when the definition runs the softmax.
+    e64: Vec<i64>,
+}
+
+impl AttnScratch {
+    fn new(len: usize, def_softmax: bool) -> AttnScratch {
+        AttnScratch {
+            scores: vec![0; len * len],
+            probs: vec![0; len * len],
+            e: vec![0; len],
+            e64: if def_softmax { vec![0; len] } else { vec![] },
+        }
+    }
+}
+
 /// A quantized model ready to run on integers.
 pub struct IntegerModel {
     qm: QuantModel,
@@ -385,6 +413,16 @@ impl IntegerModel {
         let threads = rayon::current_num_threads().max(1);
         let blk = t_all.div_ceil(threads).div_ceil(8) * 8;
         let gemm_opt = if blk >= t_all { gopt } else { inner };
+        // Per-block i32 scratch, reused by every layer (fresh buffers per layer cost page faults
+        // and zeroing): QKV output, attn-out / FFN2 output, FFN1 output, one residual row.
+        let mut scratch: Vec<BlockScratch> = (0..t_all.div_ceil(blk))
+            .map(|_| BlockScratch {
+                qkv: vec![0; blk.min(t_all) * 3 * h],
+                dense: vec![0; blk.min(t_all) * h],
+                ffn1: vec![0; blk.min(t_all) * inter],
+                row: vec![0; h],
+            })
+            .collect();
 
         for (l, (lp, (ld, il))) in p
             .layers
@@ -403,12 +441,13 @@ impl IntegerModel {
                 .zip(k.par_chunks_mut(h * blk))
                 .zip(v.par_chunks_mut(h * blk))
                 .zip(x.par_chunks(h * blk))
-                .try_for_each(|(((qo, ko), vo), xb)| -> Result<()> {
+                .zip(scratch.par_iter_mut())
+                .try_for_each(|((((qo, ko), vo), xb), sc)| -> Result<()> {
                     let rows = xb.len() / h;
                     let mut t0 = clk.start();
-                    let mut y = vec![0i32; rows * 3 * h];
+                    let y = &mut sc.qkv[..rows * 3 * h];
                     let rq = &il.qkv_requant;
-                    self.linear_fixed(xb, rows, zx, &il.qkv, rq, &mut y, &gemm_opt, &w("QKV"))?;
+                    self.linear_fixed(xb, rows, zx, &il.qkv, rq, y, &gemm_opt, &w("QKV"))?;
                     clk.add(4, &mut t0);
                     for (t, yr) in y.chunks_exact(3 * h).enumerate() {
                         let o = t * h..(t + 1) * h;
@@ -430,65 +469,71 @@ impl IntegerModel {
             // Attention: one task per (sequence, head), reading Q/K/V heads in place.
             let want_probs = traces.is_some();
             let (qr, kr, vr) = (&q, &k, &v);
+            let max_len = lengths.iter().copied().max().unwrap_or(0);
             let results: Vec<(Vec<u8>, Vec<u8>)> = (0..nb * heads)
                 .into_par_iter()
-                .map(|task| -> Result<(Vec<u8>, Vec<u8>)> {
-                    let (b, hd) = (task / heads, task % heads);
-                    let len = lengths[b];
-                    if len == 0 {
-                        return Ok((vec![], vec![]));
-                    }
-                    let base = offsets[b] * h + hd * dh;
-                    let qv = MatRef::new(&qr[base..], len, dh, h).map_err(kerr("attention Q"))?;
-                    let kv = MatRef::new(&kr[base..], len, dh, h).map_err(kerr("attention K"))?;
-                    let vv = MatRef::new(&vr[base..], len, dh, h).map_err(kerr("attention V"))?;
-                    let mut t0 = clk.start();
-                    let kp = PackedB::pack_u8_nk(kv, zk).map_err(kerr("attention K pack"))?;
-                    let vp = PackedB::pack_u8_kn(vv, zv).map_err(kerr("attention V pack"))?;
-                    clk.add(6, &mut t0);
-                    let mut scores = vec![0i32; len * len];
-                    gemm(
-                        qv,
-                        &kp,
-                        &Epilogue {
-                            a_zero: zq,
-                            bias: None,
-                        },
-                        Output::Acc {
-                            out: MatMut::new(&mut scores, len, len, len).map_err(kerr("scores"))?,
-                        },
-                        &inner,
-                    )
-                    .map_err(kerr("Q·Kᵀ"))?;
-                    clk.add(7, &mut t0);
-                    let mut probs = vec![0u8; len * len];
-                    let (mut e, mut e64) = (vec![0u32; len], vec![]);
-                    if fr.softmax.is_none() {
-                        e64 = vec![0i64; len];
-                    }
-                    for (srow, prow) in scores.chunks_exact(len).zip(probs.chunks_exact_mut(len)) {
-                        let f = fr.softmax.as_ref();
-                        softmax_row(isa, &ld.softmax, f, srow, &mut e, &mut e64, prow);
-                    }
-                    clk.add(8, &mut t0);
-                    let mut out = vec![0u8; len * dh];
-                    gemm(
-                        MatRef::new(&probs, len, len, len).map_err(kerr("probs"))?,
-                        &vp,
-                        &Epilogue {
-                            a_zero: zp,
-                            bias: None,
-                        },
-                        Output::Codes {
-                            out: MatMut::new(&mut out, len, dh, dh).map_err(kerr("context"))?,
-                            requant: &ld.context,
-                        },
-                        &inner,
-                    )
-                    .map_err(kerr("P·V"))?;
-                    clk.add(9, &mut t0);
-                    Ok((if want_probs { probs } else { vec![] }, out))
-                })
+                .map_init(
+                    || AttnScratch::new(max_len, fr.softmax.is_none()),
+                    |sc, task| -> Result<(Vec<u8>, Vec<u8>)> {
+                        let (b, hd) = (task / heads, task % heads);
+                        let len = lengths[b];
+                        if len == 0 {
+                            return Ok((vec![], vec![]));
+                        }
+                        let base = offsets[b] * h + hd * dh;
+                        let qv =
+                            MatRef::new(&qr[base..], len, dh, h).map_err(kerr("attention Q"))?;
+                        let kv =
+                            MatRef::new(&kr[base..], len, dh, h).map_err(kerr("attention K"))?;
+                        let vv =
+                            MatRef::new(&vr[base..], len, dh, h).map_err(kerr("attention V"))?;
+                        let mut t0 = clk.start();
+                        let kp = PackedB::pack_u8_nk(kv, zk).map_err(kerr("attention K pack"))?;
+                        let vp = PackedB::pack_u8_kn(vv, zv).map_err(kerr("attention V pack"))?;
+                        clk.add(6, &mut t0);
+                        let scores = &mut sc.scores[..len * len];
+                        gemm(
+                            qv,
+                            &kp,
+                            &Epilogue {
+                                a_zero: zq,
+                                bias: None,
+                            },
+                            Output::Acc {
+                                out: MatMut::new(scores, len, len, len).map_err(kerr("scores"))?,
+                            },
+                            &inner,
+                        )
+                        .map_err(kerr("Q·Kᵀ"))?;
+                        clk.add(7, &mut t0);
+                        let probs = &mut sc.probs[..len * len];
+                        let (e, e64) = (&mut sc.e[..len], &mut sc.e64[..]);
+                        for (srow, prow) in
+                            scores.chunks_exact(len).zip(probs.chunks_exact_mut(len))
+                        {
+                            let f = fr.softmax.as_ref();
+                            softmax_row(isa, &ld.softmax, f, srow, e, e64, prow);
+                        }
+                        clk.add(8, &mut t0);
+                        let mut out = vec![0u8; len * dh];
+                        gemm(
+                            MatRef::new(probs, len, len, len).map_err(kerr("probs"))?,
+                            &vp,
+                            &Epilogue {
+                                a_zero: zp,
+                                bias: None,
+                            },
+                            Output::Codes {
+                                out: MatMut::new(&mut out, len, dh, dh).map_err(kerr("context"))?,
+                                requant: &ld.context,
+                            },
+                            &inner,
+                        )
+                        .map_err(kerr("P·V"))?;
+                        clk.add(9, &mut t0);
+                        Ok((if want_probs { probs.to_vec() } else { vec![] }, out))
+                    },
+                )
                 .collect::<Result<Vec<_>>>()?;
             let mut t0 = clock.start();
             for (task, (_, out)) in results.iter().enumerate() {
@@ -522,36 +567,36 @@ impl IntegerModel {
                 .zip(ctx.par_chunks(h * blk))
                 .zip(x7.par_chunks_mut(h * blk))
                 .zip(x8.par_chunks_mut(inter * blk))
-                .try_for_each(|(((xb, cb), x7b), x8b)| -> Result<()> {
+                .zip(scratch.par_iter_mut())
+                .try_for_each(|((((xb, cb), x7b), x8b), sc)| -> Result<()> {
                     let rows = xb.len() / h;
                     let mut t0 = clk.start();
-                    let mut dense = vec![0i32; rows * h];
+                    let dense = &mut sc.dense[..rows * h];
                     let (ao, aorq) = (&il.attn_out, &ld.attn_out.requant);
                     let wa = w("attention output");
-                    self.linear_fixed(cb, rows, zc, ao, aorq, &mut dense, &gemm_opt, &wa)?;
+                    self.linear_fixed(cb, rows, zc, ao, aorq, dense, &gemm_opt, &wa)?;
                     clk.add(10, &mut t0);
-                    let mut r = vec![0i32; h];
+                    let r = &mut sc.row[..];
                     for ((orow, drow), xrow) in x7b
                         .chunks_exact_mut(h)
                         .zip(dense.chunks_exact(h))
                         .zip(xb.chunks_exact(h))
                     {
                         let (sc, f) = (&ld.attn_shortcut, fr.attn_res.as_ref());
-                        residual_row(isa, &ld.attn_out, sc, f, drow, xrow, zx, &mut r);
-                        ln_row(isa, &ld.attn_ln, fr.attn_ln.as_ref(), &r, orow);
+                        residual_row(isa, &ld.attn_out, sc, f, drow, xrow, zx, r);
+                        ln_row(isa, &ld.attn_ln, fr.attn_ln.as_ref(), r, orow);
                     }
                     clk.add(11, &mut t0);
-                    let mut hb = vec![0i32; rows * inter];
+                    let hb = &mut sc.ffn1[..rows * inter];
                     let (f1, f1rq) = (&il.ffn1, &ld.ffn1.requant);
-                    self.linear_fixed(x7b, rows, z7, f1, f1rq, &mut hb, &gemm_opt, &w("FFN1"))?;
+                    self.linear_fixed(x7b, rows, z7, f1, f1rq, hb, &gemm_opt, &w("FFN1"))?;
                     clk.add(12, &mut t0);
                     for (orow, hrow) in x8b.chunks_exact_mut(inter).zip(hb.chunks_exact(inter)) {
                         gelu_row(isa, &ld.gelu, &ld.ffn1, fr.gelu.as_ref(), hrow, orow);
                     }
-                    drop(hb);
                     clk.add(13, &mut t0);
                     let (f2, f2rq) = (&il.ffn2, &ld.ffn2.requant);
-                    self.linear_fixed(x8b, rows, z8, f2, f2rq, &mut dense, &gemm_opt, &w("FFN2"))?;
+                    self.linear_fixed(x8b, rows, z8, f2, f2rq, dense, &gemm_opt, &w("FFN2"))?;
                     clk.add(14, &mut t0);
                     for ((orow, drow), xrow) in xb
                         .chunks_exact_mut(h)
@@ -559,8 +604,8 @@ impl IntegerModel {
                         .zip(x7b.chunks_exact(h))
                     {
                         let (sc, f) = (&ld.ffn_shortcut, fr.ffn_res.as_ref());
-                        residual_row(isa, &ld.ffn2, sc, f, drow, xrow, z7, &mut r);
-                        ln_row(isa, &ld.ffn_ln, fr.ffn_ln.as_ref(), &r, orow);
+                        residual_row(isa, &ld.ffn2, sc, f, drow, xrow, z7, r);
+                        ln_row(isa, &ld.ffn_ln, fr.ffn_ln.as_ref(), r, orow);
                     }
                     clk.add(15, &mut t0);
                     Ok(())
