@@ -1,8 +1,9 @@
-//! Hand-written AVX-512 (F/BW/DQ/VL) forms of the two gather-bound rows, softmax and GELU: LLVM
+//! Hand-written AVX-512 (F/BW/DQ/VL) forms of the two table-bound rows, softmax and GELU: LLVM
 //! does not vectorize their table lookups well. Same bits as the scalar bodies (`softmax.rs`,
 //! `gelu.rs`; the bounds are argued there): each lane runs the scalar expression with 64-bit
-//! lanes, `vpmuludq` for the 32×32→64 products, and table lookups as eight scalar loads (the
-//! gather instructions measured several times slower on Zen 4 here). Tails use masks.
+//! lanes, `vpmuludq` for the 32×32→64 products; the softmax tables are read with scalar loads
+//! (faster than qword gathers on this Zen 4), GELU's u32 table with one 16-lane gather. Tails use
+//! masks.
 
 use std::arch::x86_64::*;
 
@@ -26,30 +27,6 @@ fn mask8(j: usize, n: usize) -> __mmask8 {
 /// Every lane of `idx` must be an index inside `t`.
 #[inline(always)]
 unsafe fn lookup8_u32(t: *const u32, idx: __m512i) -> __m512i {
-    let mut i = [0u64; 8];
-    // SAFETY: `i` is 64 bytes.
-    unsafe { _mm512_storeu_si512(i.as_mut_ptr() as *mut __m512i, idx) };
-    // SAFETY: the caller guarantees the indices are in bounds.
-    unsafe {
-        _mm512_set_epi64(
-            t.add(i[7] as usize).read_volatile() as i64,
-            t.add(i[6] as usize).read_volatile() as i64,
-            t.add(i[5] as usize).read_volatile() as i64,
-            t.add(i[4] as usize).read_volatile() as i64,
-            t.add(i[3] as usize).read_volatile() as i64,
-            t.add(i[2] as usize).read_volatile() as i64,
-            t.add(i[1] as usize).read_volatile() as i64,
-            t.add(i[0] as usize).read_volatile() as i64,
-        )
-    }
-}
-
-/// As [`lookup8_u32`] for a u64 table.
-///
-/// # Safety
-/// Every lane of `idx` must be an index inside `t`.
-#[inline(always)]
-unsafe fn lookup8_u64(t: *const u64, idx: __m512i) -> __m512i {
     let mut i = [0u64; 8];
     // SAFETY: `i` is 64 bytes.
     unsafe { _mm512_storeu_si512(i.as_mut_ptr() as *mut __m512i, idx) };
@@ -194,54 +171,65 @@ unsafe fn normalize(s: &Softmax, sum: u64, scores: &[i32], e: &mut [u32], out: &
     }
 }
 
-/// GELU codes of one row; see `GeluLut::body`. Elements in marked buckets go to `def`.
+/// GELU codes of one row, 16 lanes; see `GeluLut::body`. Elements in marked buckets go to `def`.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2")]
 pub(super) unsafe fn gelu(g: &GeluLut, y: &[i32], out: &mut [u8], def: &dyn Fn(i32) -> u8) {
     let n = g.bias.len();
     let (yp, bp, op) = (y.as_ptr(), g.bias.as_ptr(), out.as_mut_ptr());
-    let last = (g.entries.len() - 1) as i64;
-    let lo = _mm512_set1_epi64(g.lo);
-    // h ≥ lo + last·2^shift is out of range, as is h < lo.
-    let end = _mm512_set1_epi64(g.lo + (last << g.shift));
-    let vlast = _mm512_set1_epi64(last);
-    let sh = _mm512_set1_epi64(g.shift as i64);
-    let (imin, imax) = (
-        _mm512_set1_epi64(i32::MIN as i64),
-        _mm512_set1_epi64(i32::MAX as i64),
-    );
-    let fb = _mm512_set1_epi64(super::gelu_fallback() as i64);
-    let ent = g.entries.as_ptr();
+    let last = (g.entries.len() - 1) as i32;
+    // `new` guarantees lo and lo + last·2^shift are i32.
+    let lo = _mm512_set1_epi32(g.lo as i32);
+    let end = _mm512_set1_epi32((g.lo + ((last as i64) << g.shift)) as i32);
+    let vlast = _mm512_set1_epi32(last);
+    let sh = _mm512_set1_epi32(g.shift as i32);
+    let mask = _mm512_set1_epi32((1 << g.shift) - 1);
+    let m14 = _mm512_set1_epi32(0x3FFF);
+    let fb = _mm512_set1_epi32(super::gelu_fallback() as i32);
+    let ent = g.entries.as_ptr() as *const i32;
     let mut j = 0;
     while j < n {
-        let k = mask8(j, n);
+        let left = n - j;
+        let k: __mmask16 = if left >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << left) - 1) as u16
+        };
+        let (k0, k1) = (k as u8, (k >> 8) as u8);
         // SAFETY: the masks limit the loads to y[j..n], bias[j..n].
-        let (yv, bv) = unsafe {
+        let (yv, b0, b1) = unsafe {
             (
-                _mm256_maskz_loadu_epi32(k, yp.add(j)),
-                _mm512_maskz_loadu_epi64(k, bp.add(j)),
+                _mm512_maskz_loadu_epi32(k, yp.add(j)),
+                _mm512_maskz_loadu_epi64(k0, bp.add(j)),
+                _mm512_maskz_loadu_epi64(k1, bp.add(j + 8)),
             )
         };
-        // |b| < 2^62: the i64 sum cannot overflow; then saturate to i32.
-        let h = _mm512_add_epi64(_mm512_cvtepi32_epi64(yv), bv);
-        let h = _mm512_min_epi64(_mm512_max_epi64(h, imin), imax);
-        let oob = _mm512_cmplt_epi64_mask(h, lo) | _mm512_cmpge_epi64_mask(h, end);
-        let idx = _mm512_srlv_epi64(_mm512_sub_epi64(h, lo), sh);
-        let idx = _mm512_mask_mov_epi64(idx, oob, vlast);
+        // |b| < 2^62: the i64 sums cannot overflow; vpmovsqd saturates to i32.
+        let h0 = _mm512_cvtsepi64_epi32(_mm512_add_epi64(
+            _mm512_cvtepi32_epi64(_mm512_castsi512_si256(yv)),
+            b0,
+        ));
+        let h1 = _mm512_cvtsepi64_epi32(_mm512_add_epi64(
+            _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(yv)),
+            b1,
+        ));
+        let h = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(h0), h1);
+        let oob = _mm512_cmplt_epi32_mask(h, lo) | _mm512_cmpge_epi32_mask(h, end);
+        let d = _mm512_sub_epi32(h, lo);
+        let idx = _mm512_mask_mov_epi32(_mm512_srlv_epi32(d, sh), oob, vlast);
         // SAFETY: every index is at most `last` (out-of-range inputs take the sentinel).
-        let e = unsafe { lookup8_u64(ent, idx) };
-        let thr = _mm512_srai_epi64::<32>(_mm512_slli_epi64::<32>(e));
-        let from = _mm512_cmpge_epi64_mask(h, thr);
+        let e = unsafe { _mm512_i32gather_epi32::<4>(idx, ent) };
+        let from = _mm512_cmpge_epu32_mask(_mm512_and_si512(d, mask), _mm512_and_si512(e, m14));
         let code =
-            _mm512_mask_blend_epi64(from, _mm512_srli_epi64::<32>(e), _mm512_srli_epi64::<40>(e));
+            _mm512_mask_blend_epi32(from, _mm512_srli_epi32::<14>(e), _mm512_srli_epi32::<22>(e));
         // SAFETY: the mask limits the store to out[j..n].
-        unsafe { _mm512_mask_cvtepi64_storeu_epi8(op.add(j) as *mut i8, k, code) };
-        let mut bad = _mm512_test_epi64_mask(e, fb) & k;
+        unsafe { _mm512_mask_cvtepi32_storeu_epi8(op.add(j) as *mut i8, k, code) };
+        let mut bad = _mm512_test_epi32_mask(e, fb) & k;
         while bad != 0 {
             let i = j + bad.trailing_zeros() as usize;
             let hh = (y[i] as i64 + g.bias[i]).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
             out[i] = def(hh);
             bad &= bad - 1;
         }
-        j += 8;
+        j += 16;
     }
 }

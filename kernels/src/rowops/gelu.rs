@@ -1,20 +1,21 @@
 //! GELU codes by bucket table. The definition (osq-model `GeluTable::code`) is a binary search in
 //! two sorted threshold lists; here the fixed-point input `h = sat_i32(y + b)` indexes a bucket of
-//! `2^shift` consecutive `h` values over `[lo, lo + n·2^shift)`, whose entry holds one threshold
-//! and the codes below / from it (bits 0..32 threshold as i32, 32..40 code below, 40..48 code from
-//! it on). The caller builds the entries from the definition and marks buckets the entry cannot
-//! describe (two change points, the minimum's bucket) and out-of-range `h` with the fallback bit
-//! 48: those elements are recomputed with the caller's definition. A branch-free pass over 64
-//! elements, then the fallback pass only for chunks that hit a marked bucket.
+//! `2^shift` consecutive `h` values over `[lo, lo + n·2^shift)`, whose u32 entry holds the offset
+//! of one change point inside the bucket and the codes below / from it (bits 0..14 offset, `2^shift`
+//! for none; 14..22 code below; 22..30 code from it on): 4 bytes per bucket, so a 8 Ki-bucket
+//! table stays in L1. The caller builds the entries from the definition and marks buckets the
+//! entry cannot describe (two change points, the minimum's bucket) and out-of-range `h` with the
+//! fallback bit 31: those elements are recomputed with the caller's definition. A branch-free pass
+//! over 64 elements, then the fallback pass only for chunks that hit a marked bucket.
 
 use super::RowPath;
 use crate::dispatch::Isa;
 
 /// Bit of an entry that sends the element to the caller's definition.
-const GELU_FALLBACK: u64 = 1 << 48;
+const GELU_FALLBACK: u32 = 1 << 31;
 
 /// An entry that sends its bucket to the caller's definition.
-pub fn gelu_fallback() -> u64 {
+pub fn gelu_fallback() -> u32 {
     GELU_FALLBACK
 }
 
@@ -22,7 +23,7 @@ pub fn gelu_fallback() -> u64 {
 #[derive(Clone, Debug)]
 pub struct GeluLut {
     /// `n` bucket entries and a fallback sentinel.
-    pub(super) entries: Vec<u64>,
+    pub(super) entries: Vec<u32>,
     pub(super) lo: i64,
     pub(super) shift: u32,
     /// `|b| < 2^62`: `y + b` never overflows i64.
@@ -30,19 +31,19 @@ pub struct GeluLut {
 }
 
 impl GeluLut {
-    /// Entry of a bucket: codes `below` for `h < thr`, `from` for `h ≥ thr` (a constant bucket:
-    /// `thr = i32::MAX`, `below = from`).
-    pub fn entry(thr: i32, below: u8, from: u8) -> u64 {
-        thr as u32 as u64 | (below as u64) << 32 | (from as u64) << 40
+    /// Entry of a bucket: codes `below` for `h` before offset `off` in the bucket, `from` from
+    /// there on (`off = 2^shift`: the whole bucket is `below`). `off` above 2^13 is cut to 2^13.
+    pub fn entry(off: u32, below: u8, from: u8) -> u32 {
+        off.min(1 << 13) | (below as u32) << 14 | (from as u32) << 22
     }
 
     /// `entries[i]` describes `h ∈ [lo + i·2^shift, lo + (i+1)·2^shift)`; `bias` per channel.
-    /// `None` unless `|b| < 2^62`, `shift ≤ 31`, `lo` is an i32 and there are < 2^31 entries.
-    pub fn new(mut entries: Vec<u64>, lo: i64, shift: u32, bias: &[i64]) -> Option<GeluLut> {
+    /// `None` unless `|b| < 2^62`, `shift ≤ 13`, and the range lies inside i32.
+    pub fn new(mut entries: Vec<u32>, lo: i64, shift: u32, bias: &[i64]) -> Option<GeluLut> {
         let ok = !entries.is_empty()
-            && shift <= 31
-            && (i32::MIN as i64..=i32::MAX as i64).contains(&lo)
-            && entries.len() < 1 << 31
+            && shift <= 13
+            && lo >= i32::MIN as i64
+            && lo + ((entries.len() as i64) << shift) <= i32::MAX as i64
             && bias.iter().all(|b| b.unsigned_abs() < 1 << 62);
         if !ok {
             return None;
@@ -107,22 +108,22 @@ impl GeluLut {
 
     /// The reference body of one chunk; returns the OR of the entries used.
     #[inline(always)]
-    pub(super) fn body(&self, y: &[i32], bias: &[i64], out: &mut [u8]) -> u64 {
+    pub(super) fn body(&self, y: &[i32], bias: &[i64], out: &mut [u8]) -> u32 {
         let n = y.len();
         let (bias, out) = (&bias[..n], &mut out[..n]);
         let ent = &self.entries[..];
         let last = (ent.len() - 1) as u64;
-        let (lo, shift) = (self.lo, self.shift);
-        let mut any = 0u64;
+        let (lo, shift, mask) = (self.lo, self.shift, (1i64 << self.shift) - 1);
+        let mut any = 0u32;
         for j in 0..n {
-            let h = sat(y[j], bias[j]);
-            let idx = (((h as i64 - lo) >> shift) as u64).min(last) as usize;
+            let d = sat(y[j], bias[j]) as i64 - lo;
+            let idx = ((d >> shift) as u64).min(last) as usize;
             let e = ent[idx];
             any |= e;
-            out[j] = if h >= e as u32 as i32 {
-                (e >> 40) as u8
+            out[j] = if (d & mask) as u32 >= e & 0x3FFF {
+                (e >> 22) as u8
             } else {
-                (e >> 32) as u8
+                (e >> 14) as u8
             };
         }
         any

@@ -34,7 +34,6 @@ pub use residual::Residual;
 pub use softmax::Softmax;
 
 use crate::dispatch::Isa;
-use std::sync::OnceLock;
 
 /// Which compiled form of the row bodies runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +47,7 @@ pub(crate) enum RowPath {
 
 #[cfg(target_arch = "x86_64")]
 fn avx512_rows() -> bool {
-    static A: OnceLock<bool> = OnceLock::new();
+    static A: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *A.get_or_init(|| {
         std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")

@@ -20,5 +20,5 @@ compiled!(_softmax_avx512, softmax_avx2, (s: &Softmax, t: &[i32], e: &mut [u32],
 compiled!(ln_avx512, ln_avx2, (l: &LayerNorm, r: &[i32], o: &mut [u8]) -> bool, l.body(r, o));
 compiled!(residual_avx512, residual_avx2, (s: &Residual, y: &[i32], x: &[u8], z: u8, o: &mut [i32]) -> (), s.body(y, x, z, o));
 compiled!(codes_avx512, codes_avx2, (c: &CodeRequant, y: &[i32], o: &mut [u8]) -> (), c.body(y, o));
-compiled!(gelu_avx512, gelu_avx2, (g: &GeluLut, y: &[i32], b: &[i64], o: &mut [u8]) -> u64, g.body(y, b, o));
+compiled!(gelu_avx512, gelu_avx2, (g: &GeluLut, y: &[i32], b: &[i64], o: &mut [u8]) -> u32, g.body(y, b, o));
 compiled!(emb_avx512, emb_avx2, (c: [&[i8]; 3], m: [(i64, u32, i64); 3], o: &mut [i32]) -> (), emb_body(c, m, o));

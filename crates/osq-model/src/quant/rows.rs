@@ -34,7 +34,7 @@ pub fn gelu_lut(t: &GeluTable, bias: &[i64]) -> Option<GeluLut> {
             // Monotone on the bucket: the inputs with code(last) form a suffix.
             let (cf, cl) = (code(first), code(last));
             if cf == cl {
-                return GeluLut::entry(i32::MAX, cf, cf);
+                return GeluLut::entry(w as u32, cf, cf);
             }
             let (mut lo, mut hi) = (first, last); // code(lo) != cl, code(hi) == cl
             while hi - lo > 1 {
@@ -47,7 +47,7 @@ pub fn gelu_lut(t: &GeluTable, bias: &[i64]) -> Option<GeluLut> {
             }
             // Monotone: code(first) = code(hi − 1) means one change point, at hi.
             if code(hi - 1) == cf {
-                GeluLut::entry(hi as i32, cf, cl)
+                GeluLut::entry((hi - first) as u32, cf, cl)
             } else {
                 rowops::gelu_fallback()
             }
