@@ -127,7 +127,16 @@ fn report_writes_table_and_figure() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let md = std::fs::read_to_string(out.join("table1.md")).unwrap();
-    assert!(md.contains('|'), "{md}");
+    // a well-formed Markdown table: one row per LayerNorm (embedding LN + 2 per layer), every
+    // row with the header's number of cells
+    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+    let cells = rows[0].matches('|').count();
+    assert_eq!(cells, 7, "{md}");
+    assert!(rows.iter().all(|r| r.matches('|').count() == cells), "{md}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    let nl = cfg["num_hidden_layers"].as_u64().unwrap() as usize;
+    assert_eq!(rows.len(), 2 + 1 + 2 * nl, "{md}");
     let svg = std::fs::read_to_string(out.join("fig1.svg")).unwrap();
     assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{svg}");
     assert!(svg.trim_end().ends_with("</svg>"));

@@ -247,7 +247,7 @@ pub fn table_markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "| LayerNorm | X̃ (with γ) | X' (without γ) | range X̃ | range X' | max |γ| |"
+        "| LayerNorm | X̃ (with γ) | X' (without γ) | range X̃ | range X' | max abs γ |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|");
     for row in &r.table {
