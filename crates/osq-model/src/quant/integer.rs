@@ -5,13 +5,14 @@
 //! [`super::nonlin`] as fallback). No floating point between the token ids and the final codes;
 //! float appears only in the sentence embedding (mean pooling of dequantized codes, L2 norm).
 //! Threads: the ambient rayon pool. Each layer is three parallel steps: per row block (one per
-//! thread) the QKV GEMM and the Q/K/V codes; per (sequence, head) the attention; per row block
+//! thread, at most 256 rows) the QKV GEMM and the Q/K/V codes; per (sequence, head) the attention; per row block
 //! the whole chain attention output → LN → FFN1 → GELU → FFN2 → LN (rows are independent there,
 //! and a block's i32 intermediates stay in its thread's caches). With one block the GEMMs split
 //! their own tiles. Every element is computed by the same code whatever the split, so outputs do
 //! not depend on the thread count. Optional per-stage timers (`forward_timed`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use osq_kernels::rowops::{self, emb_row};
@@ -146,6 +147,9 @@ fn pack_codes(codes: &[i8], n: usize, k: usize, four_bit: bool, what: &str) -> R
 fn kerr(what: &str) -> impl Fn(osq_kernels::KernelError) -> ModelError + '_ {
     move |e| ModelError::Input(format!("{what}: {e}"))
 }
+
+/// Largest row block of the Linear chains (large batches get more blocks than threads).
+const MAX_BLOCK_ROWS: usize = 256;
 
 /// Rows per rayon task for the embedding rows.
 const ROWS_PER_TASK: usize = 16;
@@ -410,19 +414,30 @@ impl IntegerModel {
         let mut x8 = vec![0u8; t_all * inter];
         // Row blocks of the Linear chains: one per thread (a multiple of 8 rows), so each thread
         // streams the weights once and the i32 intermediates of its rows stay in its caches.
+        // Large batches: blocks of at most MAX_BLOCK_ROWS rows, more blocks than threads.
         let threads = rayon::current_num_threads().max(1);
-        let blk = t_all.div_ceil(threads).div_ceil(8) * 8;
+        let blk = t_all.div_ceil(threads).min(MAX_BLOCK_ROWS).div_ceil(8) * 8;
         let gemm_opt = if blk >= t_all { gopt } else { inner };
-        // Per-block i32 scratch, reused by every layer (fresh buffers per layer cost page faults
-        // and zeroing): QKV output, attn-out / FFN2 output, FFN1 output, one residual row.
-        let mut scratch: Vec<BlockScratch> = (0..t_all.div_ceil(blk))
-            .map(|_| BlockScratch {
-                qkv: vec![0; blk.min(t_all) * 3 * h],
-                dense: vec![0; blk.min(t_all) * h],
-                ffn1: vec![0; blk.min(t_all) * inter],
+        // i32 scratch of the row blocks (QKV output, attn-out / FFN2 output, FFN1 output, one
+        // residual row), taken from this pool by each block task and returned, so buffers are
+        // allocated once per forward and per concurrently running task, not per layer (fresh
+        // buffers cost page faults and zeroing).
+        let pool: Mutex<Vec<BlockScratch>> = Mutex::new(Vec::new());
+        let rows_max = blk.min(t_all);
+        let take = || {
+            let got = pool.lock().ok().and_then(|mut p| p.pop());
+            got.unwrap_or_else(|| BlockScratch {
+                qkv: vec![0; rows_max * 3 * h],
+                dense: vec![0; rows_max * h],
+                ffn1: vec![0; rows_max * inter],
                 row: vec![0; h],
             })
-            .collect();
+        };
+        let give = |sc: BlockScratch| {
+            if let Ok(mut p) = pool.lock() {
+                p.push(sc);
+            }
+        };
 
         for (l, (lp, (ld, il))) in p
             .layers
@@ -441,8 +456,9 @@ impl IntegerModel {
                 .zip(k.par_chunks_mut(h * blk))
                 .zip(v.par_chunks_mut(h * blk))
                 .zip(x.par_chunks(h * blk))
-                .zip(scratch.par_iter_mut())
-                .try_for_each(|((((qo, ko), vo), xb), sc)| -> Result<()> {
+                .try_for_each(|(((qo, ko), vo), xb)| -> Result<()> {
+                    let mut scr = take();
+                    let sc = &mut scr;
                     let rows = xb.len() / h;
                     let mut t0 = clk.start();
                     let y = &mut sc.qkv[..rows * 3 * h];
@@ -457,6 +473,7 @@ impl IntegerModel {
                         codes_row(isa, &ld.value, fr.value.as_ref(), yv, &mut vo[o]);
                     }
                     clk.add(5, &mut t0);
+                    give(scr);
                     Ok(())
                 })?;
             clock.lap(1);
@@ -567,8 +584,9 @@ impl IntegerModel {
                 .zip(ctx.par_chunks(h * blk))
                 .zip(x7.par_chunks_mut(h * blk))
                 .zip(x8.par_chunks_mut(inter * blk))
-                .zip(scratch.par_iter_mut())
-                .try_for_each(|((((xb, cb), x7b), x8b), sc)| -> Result<()> {
+                .try_for_each(|(((xb, cb), x7b), x8b)| -> Result<()> {
+                    let mut scr = take();
+                    let sc = &mut scr;
                     let rows = xb.len() / h;
                     let mut t0 = clk.start();
                     let dense = &mut sc.dense[..rows * h];
@@ -608,6 +626,7 @@ impl IntegerModel {
                         ln_row(isa, &ld.ffn_ln, fr.ffn_ln.as_ref(), r, orow);
                     }
                     clk.add(15, &mut t0);
+                    give(scr);
                     Ok(())
                 })?;
             clock.lap(3);
