@@ -1,8 +1,9 @@
 //! Hand-written AVX-512 (F/BW/DQ/VL) forms of the two table-bound rows, softmax and GELU: LLVM
 //! does not vectorize their table lookups well. Same bits as the scalar bodies (`softmax.rs`,
 //! `gelu.rs`; the bounds are argued there): each lane runs the scalar expression with 64-bit
-//! lanes, `vpmuludq` for the 32×32→64 products; the softmax tables are read with scalar loads
-//! (faster than qword gathers on this Zen 4), GELU's u32 table with one 16-lane gather. Tails use
+//! lanes, `vpmuludq` for the 32×32→64 products; the two-level softmax tables are read with scalar
+//! loads (faster than qword gathers on this Zen 4); the direct softmax table and GELU's u32 table
+//! with one 16-lane dword gather. Tails use
 //! masks.
 
 use std::arch::x86_64::*;
@@ -114,8 +115,8 @@ pub(super) unsafe fn softmax(s: &Softmax, scores: &[i32], e: &mut [u32], out: &m
     unsafe { normalize(s, sum, scores, e, out) }
 }
 
-/// The row's exponentials from the direct table: `e = d < d_max ? lut[d] : 0`. Scalar loads
-/// (volatile, so LLVM keeps them scalar): faster here than any gather form.
+/// The row's exponentials from the direct table: `e = d < d_max ? lut[d] : 0`, 16 lanes per
+/// step with one masked dword gather (lanes past the table are masked off and stay 0).
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2")]
 unsafe fn softmax_lut(
     s: &Softmax,
@@ -126,18 +127,36 @@ unsafe fn softmax_lut(
     out: &mut [u8],
 ) {
     let n = scores.len();
-    let (tp, dmax) = (lut.as_ptr(), lut.len() as u32);
-    let mut sum = 0u64;
-    for (ej, &t) in e[..n].iter_mut().zip(scores) {
-        let d = (max as i64 - t as i64) as u32;
-        let ok = d < dmax;
-        // Branch-free: out-of-table lanes read entry 0 and are zeroed.
-        // SAFETY: the index is d < lut.len() or 0 (the table is never empty: d_max ≥ 1).
-        let v = unsafe { tp.add(if ok { d } else { 0 } as usize).read_volatile() };
-        let v = if ok { v } else { 0 };
-        *ej = v;
-        sum += v as u64;
+    let (tp, sp, ep) = (lut.as_ptr() as *const i32, scores.as_ptr(), e.as_mut_ptr());
+    let vmax = _mm512_set1_epi32(max);
+    // d_max ≤ 2^16 + 1 (the table is built only then), so it is a positive i32.
+    let dmax = _mm512_set1_epi32(lut.len() as i32);
+    let mut vsum = _mm512_setzero_si512();
+    let mut j = 0;
+    while j < n {
+        let left = n - j;
+        let k: __mmask16 = if left >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << left) - 1) as u16
+        };
+        // SAFETY: the mask limits the load to scores[j..n].
+        let t = unsafe { _mm512_maskz_loadu_epi32(k, sp.add(j)) };
+        // d = max − t as u32 (max ≥ t); lanes with d ≥ d_max (unsigned) are masked off.
+        let d = _mm512_sub_epi32(vmax, t);
+        let ok = k & _mm512_cmplt_epu32_mask(d, dmax);
+        // SAFETY: gathered lanes have 0 ≤ d < lut.len(); the others are not read.
+        let v = unsafe { _mm512_mask_i32gather_epi32::<4>(_mm512_setzero_si512(), ok, d, tp) };
+        vsum = _mm512_add_epi64(vsum, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v)));
+        vsum = _mm512_add_epi64(
+            vsum,
+            _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(v)),
+        );
+        // SAFETY: the mask limits the store to e[j..n].
+        unsafe { _mm512_mask_storeu_epi32(ep.add(j) as *mut i32, k, v) };
+        j += 16;
     }
+    let sum = _mm512_reduce_add_epi64(vsum) as u64;
     // SAFETY: same features; e[..n] holds the row's exponentials.
     unsafe { normalize(s, sum, scores, e, out) }
 }
