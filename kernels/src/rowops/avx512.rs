@@ -21,6 +21,17 @@ fn mask8(j: usize, n: usize) -> __mmask8 {
     }
 }
 
+/// Lanes of valid elements among the 16 starting at `j` of `n`.
+#[inline(always)]
+fn mask16(j: usize, n: usize) -> __mmask16 {
+    let left = n - j;
+    if left >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << left) - 1) as __mmask16
+    }
+}
+
 /// `[t[i0], …, t[i7]]` for the eight 64-bit lane indices of `idx`, by scalar loads (volatile, so
 /// that LLVM does not fuse them back into a gather instruction).
 ///
@@ -58,12 +69,7 @@ pub(super) unsafe fn softmax(s: &Softmax, scores: &[i32], e: &mut [u32], out: &m
     let mut vmax = _mm512_set1_epi32(i32::MIN);
     let mut j = 0;
     while j < n {
-        let left = n - j;
-        let k: __mmask16 = if left >= 16 {
-            0xFFFF
-        } else {
-            ((1u32 << left) - 1) as u16
-        };
+        let k = mask16(j, n);
         // SAFETY: the mask limits the load to scores[j..n].
         let v = unsafe { _mm512_mask_loadu_epi32(vmax, k, sp.add(j)) };
         vmax = _mm512_max_epi32(vmax, v);
@@ -134,12 +140,7 @@ unsafe fn softmax_lut(
     let mut vsum = _mm512_setzero_si512();
     let mut j = 0;
     while j < n {
-        let left = n - j;
-        let k: __mmask16 = if left >= 16 {
-            0xFFFF
-        } else {
-            ((1u32 << left) - 1) as u16
-        };
+        let k = mask16(j, n);
         // SAFETY: the mask limits the load to scores[j..n].
         let t = unsafe { _mm512_maskz_loadu_epi32(k, sp.add(j)) };
         // d = max − t as u32 (max ≥ t); lanes with d ≥ d_max (unsigned) are masked off.
@@ -207,12 +208,7 @@ pub(super) unsafe fn gelu(g: &GeluLut, y: &[i32], out: &mut [u8], def: &dyn Fn(i
     let ent = g.entries.as_ptr() as *const i32;
     let mut j = 0;
     while j < n {
-        let left = n - j;
-        let k: __mmask16 = if left >= 16 {
-            0xFFFF
-        } else {
-            ((1u32 << left) - 1) as u16
-        };
+        let k = mask16(j, n);
         let (k0, k1) = (k as u8, (k >> 8) as u8);
         // SAFETY: the masks limit the loads to y[j..n], bias[j..n].
         let (yv, b0, b1) = unsafe {
