@@ -2,25 +2,12 @@
 //! parameter directory that `osq verify` accepts as bit-exact, and bad user input gives a clear
 //! error (exit 2, message naming the file / option / field, no panic).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use osq_model::testing::{temp_dir, write_tiny_bert};
+use std::path::Path;
+use std::process::Output;
 
-fn osq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_osq"))
-        .args(args)
-        .output()
-        .expect("run osq")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{osq, s, setup, text};
 
 /// The command failed with exit 2 (bad input), an `osq: error:` line and no panic.
 fn bad_input(o: &Output) -> String {
@@ -29,21 +16,6 @@ fn bad_input(o: &Output) -> String {
     assert!(t.contains("error"), "{t}");
     assert!(!t.contains("panicked"), "{t}");
     t
-}
-
-const SENTENCES: &str = "the cat sat on the mat.\nthis movie is very good!\n\ni hate that bad film, and the dog was not great.\nwe love it\nshe runs\nthey loved the movie, it was a great film\nis it good? not very.\n";
-
-fn setup(tag: &str) -> (PathBuf, PathBuf) {
-    let dir = temp_dir(tag).unwrap();
-    let model = dir.join("model");
-    write_tiny_bert(&model, 5).unwrap();
-    let data = dir.join("data.txt");
-    std::fs::write(&data, SENTENCES).unwrap();
-    (model, data)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

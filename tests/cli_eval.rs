@@ -1,7 +1,10 @@
 //! `osq train-probe` / `osq eval` end to end on the tiny generated BERT, and their errors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{osq, s};
 
 use osq_model::fp32::{self, Exec};
 use osq_model::probe::{read_labelled_tsv, Probe};
@@ -11,13 +14,6 @@ use osq_model::testing::{
     temp_dir, write_tiny_bert, write_tiny_bert_with, SplitMix64, TinyBertOptions,
 };
 use osq_model::{BertWeights, Tokenizer};
-
-fn osq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_osq"))
-        .args(args)
-        .output()
-        .expect("run osq")
-}
 
 fn ok(o: &Output) -> String {
     let out = String::from_utf8_lossy(&o.stdout).to_string();
@@ -99,10 +95,6 @@ fn setup(tag: &str) -> Setup {
         test,
         probe,
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn train_probe(st: &Setup) -> String {

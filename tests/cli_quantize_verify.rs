@@ -1,44 +1,13 @@
 //! End-to-end CLI: `osq quantize` → `osq verify` → `osq run` on a tiny generated BERT, and clear
 //! errors (non-zero exit, message naming the problem) on bad user input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use osq_model::testing::{temp_dir, write_tiny_bert};
-
-fn osq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_osq"))
-        .args(args)
-        .output()
-        .expect("run osq")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-const SENTENCES: &str = "the cat sat on the mat.\nthis movie is very good!\n\ni hate that bad film, and the dog was not great.\nwe love it\nshe runs\nthey loved the movie, it was a great film\nis it good? not very.\n";
-
-fn setup() -> (PathBuf, PathBuf) {
-    let dir = temp_dir("cli").unwrap();
-    let model = dir.join("model");
-    write_tiny_bert(&model, 5).unwrap();
-    let data = dir.join("data.txt");
-    std::fs::write(&data, SENTENCES).unwrap();
-    (model, data)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{osq, s, setup, text};
 
 #[test]
 fn quantize_verify_run() {
-    let (model, data) = setup();
+    let (model, data) = setup("cli");
     for bits in ["w8a8", "w4a4"] {
         let out = model.parent().unwrap().join(format!("q-{bits}"));
         let o = osq(&[
@@ -91,7 +60,7 @@ fn quantize_verify_run() {
 
 #[test]
 fn bad_input_gives_clear_errors() {
-    let (model, data) = setup();
+    let (model, data) = setup("cli");
     let dir = model.parent().unwrap().to_path_buf();
     let out = dir.join("q");
     let empty = dir.join("empty.txt");

@@ -1,0 +1,43 @@
+//! Helpers shared by the CLI tests: run the `osq` binary, read its output, and a tiny generated
+//! BERT with a few sentences in a fresh temporary directory.
+// Each test crate uses a subset of these helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use osq_model::testing::{temp_dir, write_tiny_bert};
+
+/// Runs `osq` with `args`.
+pub fn osq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_osq"))
+        .args(args)
+        .output()
+        .expect("run osq")
+}
+
+/// Stdout followed by stderr.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A path as the `&str` argument of a command line.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub const SENTENCES: &str = "the cat sat on the mat.\nthis movie is very good!\n\ni hate that bad film, and the dog was not great.\nwe love it\nshe runs\nthey loved the movie, it was a great film\nis it good? not very.\n";
+
+/// A tiny BERT (`<dir>/model`) and [`SENTENCES`] (`<dir>/data.txt`) in a fresh directory.
+pub fn setup(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = temp_dir(tag).unwrap();
+    let model = dir.join("model");
+    write_tiny_bert(&model, 5).unwrap();
+    let data = dir.join("data.txt");
+    std::fs::write(&data, SENTENCES).unwrap();
+    (model, data)
+}
