@@ -83,6 +83,13 @@ fn fake_quant(x: &mut [f32], q: &QParams, force: Option<&[u8]>) -> Vec<u8> {
 }
 
 /// f32 LayerNorm of one row (two-pass statistics in f32); non-scaling when migrated.
+/// [`layer_norm_f32`] on every row of `h` values.
+fn layer_norm_rows(x: &[f32], ln: &LnParams, eps: f32, h: usize, out: &mut [f32]) {
+    for (xr, or) in x.chunks_exact(h).zip(out.chunks_exact_mut(h)) {
+        layer_norm_f32(xr, ln, eps, or);
+    }
+}
+
 fn layer_norm_f32(x: &[f32], ln: &LnParams, eps: f32, out: &mut [f32]) {
     let n = x.len() as f32;
     let mean = x.iter().sum::<f32>() / n;
@@ -162,14 +169,7 @@ impl<'a> PaperModel<'a> {
             }
         }
         let mut x = vec![0f32; n * h];
-        for t in 0..n {
-            layer_norm_f32(
-                &e[t * h..(t + 1) * h],
-                &p.emb_ln,
-                eps,
-                &mut x[t * h..(t + 1) * h],
-            );
-        }
+        layer_norm_rows(&e, &p.emb_ln, eps, h, &mut x);
         trace.set(
             0,
             Node::Emb,
@@ -187,39 +187,23 @@ impl<'a> PaperModel<'a> {
             } else {
                 &p.layers[l - 1].ffn_ln
             };
+            // Fake-quantize node `nd` of this layer in place and record its codes.
+            let node = |trace: &mut Trace, nd: Node, buf: &mut [f32]| {
+                trace.set(
+                    l,
+                    nd,
+                    fake_quant(buf, lp.node(nd), force.map(|f| f.get(l, nd))),
+                );
+            };
             let mut q = vec![0f32; n * h];
             let mut k = vec![0f32; n * h];
             let mut v = vec![0f32; n * h];
             linear(&exec, &x, n, &pl.query, &mut q);
             linear(&exec, &x, n, &pl.key, &mut k);
             linear(&exec, &x, n, &pl.value, &mut v);
-            trace.set(
-                l,
-                Node::Query,
-                fake_quant(
-                    &mut q,
-                    lp.node(Node::Query),
-                    force.map(|f| f.get(l, Node::Query)),
-                ),
-            );
-            trace.set(
-                l,
-                Node::Key,
-                fake_quant(
-                    &mut k,
-                    lp.node(Node::Key),
-                    force.map(|f| f.get(l, Node::Key)),
-                ),
-            );
-            trace.set(
-                l,
-                Node::Value,
-                fake_quant(
-                    &mut v,
-                    lp.node(Node::Value),
-                    force.map(|f| f.get(l, Node::Value)),
-                ),
-            );
+            node(&mut trace, Node::Query, &mut q);
+            node(&mut trace, Node::Key, &mut k);
+            node(&mut trace, Node::Value, &mut v);
             let mut probs = vec![0f32; heads * n * n];
             for hd in 0..heads {
                 let off = hd * dh;
@@ -241,15 +225,7 @@ impl<'a> PaperModel<'a> {
                     row.iter_mut().for_each(|s| *s /= sum);
                 }
             }
-            trace.set(
-                l,
-                Node::Probs,
-                fake_quant(
-                    &mut probs,
-                    lp.node(Node::Probs),
-                    force.map(|f| f.get(l, Node::Probs)),
-                ),
-            );
+            node(&mut trace, Node::Probs, &mut probs);
             let mut ctx = vec![0f32; n * h];
             for hd in 0..heads {
                 let off = hd * dh;
@@ -263,15 +239,7 @@ impl<'a> PaperModel<'a> {
                     }
                 }
             }
-            trace.set(
-                l,
-                Node::Context,
-                fake_quant(
-                    &mut ctx,
-                    lp.node(Node::Context),
-                    force.map(|f| f.get(l, Node::Context)),
-                ),
-            );
+            node(&mut trace, Node::Context, &mut ctx);
             let mut r = vec![0f32; n * h];
             linear(&exec, &ctx, n, &pl.attn_out, &mut r);
             for t in 0..n {
@@ -280,58 +248,20 @@ impl<'a> PaperModel<'a> {
                 }
             }
             let mut x7 = vec![0f32; n * h];
-            for t in 0..n {
-                layer_norm_f32(
-                    &r[t * h..(t + 1) * h],
-                    &lp.attn_ln,
-                    eps,
-                    &mut x7[t * h..(t + 1) * h],
-                );
-            }
-            trace.set(
-                l,
-                Node::MhaLn,
-                fake_quant(
-                    &mut x7,
-                    lp.node(Node::MhaLn),
-                    force.map(|f| f.get(l, Node::MhaLn)),
-                ),
-            );
+            layer_norm_rows(&r, &lp.attn_ln, eps, h, &mut x7);
+            node(&mut trace, Node::MhaLn, &mut x7);
             let mut f1 = vec![0f32; n * inter];
             linear(&exec, &x7, n, &pl.ffn1, &mut f1);
             f1.iter_mut().for_each(|v| *v = gelu(*v));
-            trace.set(
-                l,
-                Node::Gelu,
-                fake_quant(
-                    &mut f1,
-                    lp.node(Node::Gelu),
-                    force.map(|f| f.get(l, Node::Gelu)),
-                ),
-            );
+            node(&mut trace, Node::Gelu, &mut f1);
             linear(&exec, &f1, n, &pl.ffn2, &mut r);
             for t in 0..n {
                 for j in 0..h {
                     r[t * h + j] += shortcut_gamma(&lp.attn_ln, j) * x7[t * h + j];
                 }
             }
-            for t in 0..n {
-                layer_norm_f32(
-                    &r[t * h..(t + 1) * h],
-                    &lp.ffn_ln,
-                    eps,
-                    &mut x[t * h..(t + 1) * h],
-                );
-            }
-            trace.set(
-                l,
-                Node::FfnLn,
-                fake_quant(
-                    &mut x,
-                    lp.node(Node::FfnLn),
-                    force.map(|f| f.get(l, Node::FfnLn)),
-                ),
-            );
+            layer_norm_rows(&r, &lp.ffn_ln, eps, h, &mut x);
+            node(&mut trace, Node::FfnLn, &mut x);
         }
         let last = p.layers.len() - 1;
         Ok(SeqOutput {
