@@ -348,6 +348,20 @@ pub fn write_tiny_bert_with(dir: &Path, o: &TinyBertOptions) -> Result<()> {
     )
 }
 
+/// Ten short sentences in the tiny model's vocabulary, of varied lengths, for tests.
+pub const SENTENCES: &[&str] = &[
+    "the cat sat on the mat.",
+    "this movie is very good!",
+    "i hate that bad film, and the dog was not great.",
+    "we love it",
+    "she runs",
+    "they loved the movie, it was a great film and i love this",
+    "is it good? not very.",
+    "he hated running on the mat",
+    "a dog",
+    "you and i were in the film",
+];
+
 /// A fresh, unique temporary directory under the system temp dir (not removed automatically).
 pub fn temp_dir(tag: &str) -> Result<std::path::PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};

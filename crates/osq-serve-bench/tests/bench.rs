@@ -8,25 +8,12 @@ use std::time::Duration;
 use osq_model::fp32::Exec;
 use osq_model::quant::integer::IntegerModel;
 use osq_model::quant::{format, minmax, BitsConfig, QuantModel, QuantParams};
-use osq_model::testing::{temp_dir, write_tiny_bert};
+use osq_model::testing::{temp_dir, write_tiny_bert, SENTENCES};
 use osq_model::{BertWeights, Tokenizer};
 use osq_serve_bench::engine::{Engine, EngineKind, Threads};
 use osq_serve_bench::grid::{cell_batch, run_grid, Grid, Timing};
 use osq_serve_bench::inputs::{encode_each, make_batch, Fill};
 use osq_serve_bench::serve::{load_test, references, LoadOpts, QueueOpts};
-
-const SENTENCES: &[&str] = &[
-    "the cat sat on the mat.",
-    "this movie is very good!",
-    "i hate that bad film, and the dog was not great.",
-    "we love it",
-    "she runs",
-    "they loved the movie, it was a great film and i love this",
-    "is it good? not very.",
-    "he hated running on the mat",
-    "a dog",
-    "you and i were in the film",
-];
 
 fn sentences() -> Vec<String> {
     SENTENCES.iter().map(|s| s.to_string()).collect()

@@ -3,22 +3,10 @@
 
 use osq_model::fp32::Exec;
 use osq_model::quant::{minmax, BitsConfig, QuantModel, QuantParams};
+pub use osq_model::testing::SENTENCES;
 use osq_model::testing::{temp_dir, write_tiny_bert};
 use osq_model::{Batch, BertWeights, Tokenizer};
 use std::path::PathBuf;
-
-pub const SENTENCES: &[&str] = &[
-    "the cat sat on the mat.",
-    "this movie is very good!",
-    "i hate that bad film, and the dog was not great.",
-    "we love it",
-    "she runs",
-    "they loved the movie, it was a great film and i love this",
-    "is it good? not very.",
-    "he hated running on the mat",
-    "a dog",
-    "you and i were in the film",
-];
 
 pub struct Tiny {
     pub dir: PathBuf,
