@@ -68,6 +68,36 @@ fn integer_equals_reference_everywhere() {
     }
 }
 
+/// The buffers the executor keeps between calls (row-block scratch, GELU codes) give the
+/// reference's codes when a batch is followed by a smaller one (stale contents beyond the new
+/// rows) and then by a larger one (buffers grow), on 1 and 2 threads.
+#[test]
+fn kept_buffers_across_batch_sizes() {
+    let t = tiny(11);
+    let im = IntegerModel::new(model(&t, BitsConfig::W8A8)).unwrap();
+    for threads in [1usize, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for texts in [SENTENCES, &SENTENCES[..1], &SENTENCES[1..3], SENTENCES] {
+            let b = batch(&t, texts);
+            let refs = reference::forward(im.quant(), &b).unwrap();
+            let out = pool
+                .install(|| im.forward(&b, &IntOptions::default()))
+                .unwrap();
+            assert_eq!(out.lengths.len(), texts.len());
+            for (s, r) in refs.iter().enumerate() {
+                assert_eq!(
+                    out.sequence(s, 32),
+                    &r.hidden[..],
+                    "{threads} threads, seq {s}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn paper_mode_agrees_on_the_tiny_model() {
     let t = tiny(3);

@@ -237,7 +237,9 @@ pub(super) unsafe fn gelu(g: &GeluLut, y: &[i32], out: &mut [u8], def: &dyn Fn(i
         let code =
             _mm512_mask_blend_epi32(from, _mm512_srli_epi32::<14>(e), _mm512_srli_epi32::<22>(e));
         // SAFETY: the mask limits the store to out[j..n].
-        unsafe { _mm512_mask_cvtepi32_storeu_epi8(op.add(j) as *mut i8, k, code) };
+        // (Narrowing in a register, then a masked byte store: the memory form of vpmovdb is
+        // microcoded on Zen 4.)
+        unsafe { _mm_mask_storeu_epi8(op.add(j) as *mut i8, k, _mm512_cvtepi32_epi8(code)) };
         let mut bad = _mm512_test_epi32_mask(e, fb) & k;
         while bad != 0 {
             let i = j + bad.trailing_zeros() as usize;

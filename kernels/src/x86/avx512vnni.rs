@@ -65,12 +65,37 @@ pub(crate) unsafe fn gemm_u8_packed_avx512vnni(
 /// All rows of `rows` against panels `p0..p0 + P`: full `MR` blocks, then one shorter block.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn row_blocks<const P: usize, const S4: bool>(job: &Job, rows: Range<usize>, p0: usize) {
+    // The next P panels are prefetched into L2 a slice per row block, so that when the loop
+    // moves on to them they come from L2, not from L3/DRAM (a layer's weights are read once per
+    // forward and are cold).
+    let data = job.b.data();
+    let (next, end) = (
+        (p0 + P) * job.b.panel_bytes(),
+        (p0 + 2 * P) * job.b.panel_bytes(),
+    );
+    let end = end.min(data.len());
+    let lines = end.saturating_sub(next).div_ceil(64);
+    let per_block = lines.div_ceil(rows.len().div_ceil(MR).max(1));
+    let mut line = 0;
+    let mut prefetch = || {
+        let stop = (line + per_block).min(lines);
+        while line < stop {
+            // SAFETY: next + 64·line < end ≤ data.len(): the address lies inside `data`;
+            // a prefetch never faults and changes no state the program can observe.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T1>(data.as_ptr().add(next + 64 * line) as *const i8)
+            };
+            line += 1;
+        }
+    };
     let mut m = rows.start;
     while m + MR <= rows.end {
+        prefetch();
         // SAFETY: rows m..m+MR and panels p0..p0+P lie inside the caller's tile.
         unsafe { tile::<MR, P, S4>(job, m, p0) };
         m += MR;
     }
+    prefetch();
     // SAFETY: the remaining rows m..rows.end, as above.
     unsafe {
         match rows.end - m {

@@ -95,7 +95,8 @@ struct IntLayer {
     rows: LayerRows,
 }
 
-/// i32 buffers of one row block, reused across layers.
+/// i32 buffers of one row block, reused across layers and calls.
+#[derive(Default)]
 struct BlockScratch {
     qkv: Vec<i32>,
     dense: Vec<i32>,
@@ -128,6 +129,12 @@ pub struct IntegerModel {
     qm: QuantModel,
     layers: Vec<IntLayer>,
     emb_ln: Option<rowops::LayerNorm>,
+    /// Row-block scratch kept between calls (one per task that ran at once, grown to the
+    /// largest block seen): a fresh multi-hundred-KiB buffer per call costs page faults and
+    /// zeroing on every forward.
+    scratch: Mutex<Vec<BlockScratch>>,
+    /// The GELU codes buffer `[tokens, intermediate]` kept between calls, for the same reason.
+    gelu_codes: Mutex<Vec<u8>>,
 }
 
 fn pack(lin: &QLinear, four_bit: bool, what: &str) -> Result<PackedB> {
@@ -235,7 +242,13 @@ impl IntegerModel {
             })
             .collect::<Result<Vec<_>>>()?;
         let emb_ln = rows::layer_norm(&qm.emb.ln);
-        Ok(IntegerModel { qm, layers, emb_ln })
+        Ok(IntegerModel {
+            qm,
+            layers,
+            emb_ln,
+            scratch: Mutex::new(Vec::new()),
+            gelu_codes: Mutex::new(Vec::new()),
+        })
     }
 
     pub fn quant(&self) -> &QuantModel {
@@ -411,7 +424,14 @@ impl IntegerModel {
         let mut v = vec![0u8; t_all * h];
         let mut ctx = vec![0u8; t_all * h];
         let mut x7 = vec![0u8; t_all * h];
-        let mut x8 = vec![0u8; t_all * inter];
+        // Every row block writes all of its rows before FFN2 reads them: stale contents of the
+        // kept buffer are never read.
+        let mut x8 = self
+            .gelu_codes
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default();
+        x8.resize(t_all * inter, 0);
         // Row blocks of the Linear chains: one per thread (a multiple of 8 rows), so each thread
         // streams the weights once and the i32 intermediates of its rows stay in its caches.
         // Large batches: blocks of at most MAX_BLOCK_ROWS rows, more blocks than threads.
@@ -419,22 +439,26 @@ impl IntegerModel {
         let blk = t_all.div_ceil(threads).min(MAX_BLOCK_ROWS).div_ceil(8) * 8;
         let gemm_opt = if blk >= t_all { gopt } else { inner };
         // i32 scratch of the row blocks (QKV output, attn-out / FFN2 output, FFN1 output, one
-        // residual row), taken from this pool by each block task and returned, so buffers are
-        // allocated once per forward and per concurrently running task, not per layer (fresh
+        // residual row), taken from the model's pool by each block task and returned, so buffers
+        // are allocated once per concurrently running task, not per layer or per call (fresh
         // buffers cost page faults and zeroing).
-        let pool: Mutex<Vec<BlockScratch>> = Mutex::new(Vec::new());
         let rows_max = blk.min(t_all);
         let take = || {
-            let got = pool.lock().ok().and_then(|mut p| p.pop());
-            got.unwrap_or_else(|| BlockScratch {
-                qkv: vec![0; rows_max * 3 * h],
-                dense: vec![0; rows_max * h],
-                ffn1: vec![0; rows_max * inter],
-                row: vec![0; h],
-            })
+            let got = self.scratch.lock().ok().and_then(|mut p| p.pop());
+            let mut sc = got.unwrap_or_default();
+            let grow = |v: &mut Vec<i32>, n: usize| {
+                if v.len() < n {
+                    *v = vec![0; n];
+                }
+            };
+            grow(&mut sc.qkv, rows_max * 3 * h);
+            grow(&mut sc.dense, rows_max * h);
+            grow(&mut sc.ffn1, rows_max * inter);
+            grow(&mut sc.row, h);
+            sc
         };
         let give = |sc: BlockScratch| {
-            if let Ok(mut p) = pool.lock() {
+            if let Ok(mut p) = self.scratch.lock() {
                 p.push(sc);
             }
         };
@@ -594,7 +618,7 @@ impl IntegerModel {
                     let wa = w("attention output");
                     self.linear_fixed(cb, rows, zc, ao, aorq, dense, &gemm_opt, &wa)?;
                     clk.add(10, &mut t0);
-                    let r = &mut sc.row[..];
+                    let r = &mut sc.row[..h];
                     for ((orow, drow), xrow) in x7b
                         .chunks_exact_mut(h)
                         .zip(dense.chunks_exact(h))
@@ -638,6 +662,9 @@ impl IntegerModel {
             capture(&mut traces, l, Node::MhaLn, &x7, h);
             capture(&mut traces, l, Node::Gelu, &x8, inter);
             capture(&mut traces, l, Node::FfnLn, &x, h);
+        }
+        if let Ok(mut g) = self.gelu_codes.lock() {
+            *g = x8;
         }
         Ok(IntOutput {
             hidden: x,
