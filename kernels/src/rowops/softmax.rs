@@ -24,7 +24,7 @@ pub struct Softmax {
     pub(super) t_hi: Box<[u32; 1024]>,
     pub(super) t_lo: Box<[u32; 1024]>,
     /// `e(d)` for every `d < d_max` (the smallest `d` with `z(d) ≥ z_max`, so `e(d) = 0` from
-    /// there on: `z` is monotone in `d`), when `d_max ≤ LUT_MAX`; built with [`Softmax::body`]'s
+    /// there on: `z` is monotone in `d`) and a final 0 for all larger `d`, when `d_max ≤ LUT_MAX`; built with [`Softmax::body`]'s
     /// expression, used by the AVX-512 path (one lookup per element instead of two and the
     /// multiplies).
     pub(super) lut: Option<Vec<u32>>,
@@ -109,14 +109,20 @@ impl Softmax {
                     lo = mid;
                 }
             }
-            s.lut = Some((0..hi).map(|d| s.exp_of(d)).collect());
+            // d_max entries and a 0 sentinel that every d ≥ d_max reads.
+            s.lut = Some(
+                (0..hi)
+                    .map(|d| s.exp_of(d))
+                    .chain(std::iter::once(0))
+                    .collect(),
+            );
         }
         Some(s)
     }
 
     /// Whether the direct `e(d)` table was built (`d_max ≤ 2^16`), and its length.
     pub fn table_len(&self) -> Option<usize> {
-        self.lut.as_ref().map(|t| t.len())
+        self.lut.as_ref().map(|t| t.len() - 1)
     }
 
     /// `e` of one `d = max − t` (the expression of [`Softmax::body`]).

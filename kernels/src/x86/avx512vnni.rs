@@ -6,7 +6,9 @@
 //! two 64-byte B blocks (one zmm each, 16 channels × 4 codes), eight 4-byte A broadcasts (one per
 //! row, read in place with stride `lda`), sixteen `vpdpbusd`. Loop order: panel pairs outside, row
 //! blocks inside, so the panel pair (2 × K/4 × 64 bytes) stays in L1/L2 while every row block of
-//! the tile streams past it.
+//! the tile streams past it; meanwhile the next pair is prefetched into L2 a slice per row block
+//! (a model's weights are read once per forward, from L3 or DRAM: this lifted the MiniLM
+//! projections from ~175 to ~190–205 GMAC/s in the forward).
 //!
 //! K tails: the last partial group of a row is copied into a zeroed 4-byte (8 for s4) temporary so
 //! A is never read past the row end; the packed B is zero-padded there.
