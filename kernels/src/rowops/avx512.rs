@@ -130,7 +130,8 @@ pub(super) unsafe fn softmax(s: &Softmax, scores: &[i32], e: &mut [u32], out: &m
         let v = _mm512_maskz_mov_epi64(keep, v);
         vsum = _mm512_add_epi64(vsum, v);
         // SAFETY: the mask limits the store to e[j..n].
-        unsafe { _mm512_mask_cvtepi64_storeu_epi32(ep.add(j) as *mut i32, k, v) };
+        // (Narrowed in a register: the memory forms of vpmov* are microcoded on Zen 4.)
+        unsafe { _mm256_mask_storeu_epi32(ep.add(j) as *mut i32, k, _mm512_cvtepi64_epi32(v)) };
         j += 8;
     }
     let sum = _mm512_reduce_add_epi64(vsum) as u64;
@@ -203,7 +204,14 @@ unsafe fn normalize(s: &Softmax, sum: u64, scores: &[i32], e: &mut [u32], out: &
         let q = _mm512_srli_epi64::<48>(_mm512_add_epi64(_mm512_mul_epu32(p, va), half));
         let q = _mm512_min_epu64(_mm512_add_epi64(q, vz), vq);
         // SAFETY: the mask limits the store to out[j..n].
-        unsafe { _mm512_mask_cvtepi64_storeu_epi8(op.add(j) as *mut i8, k, q) };
+        // (Narrowed in a register, as above.)
+        unsafe {
+            _mm_mask_storeu_epi8(
+                op.add(j) as *mut i8,
+                k as __mmask16,
+                _mm512_cvtepi64_epi8(q),
+            )
+        };
         j += 8;
     }
 }
