@@ -3,8 +3,8 @@
 //! `gelu.rs`; the bounds are argued there): each lane runs the scalar expression with 64-bit
 //! lanes, `vpmuludq` for the 32×32→64 products; the two-level softmax tables are read with scalar
 //! loads (faster than qword gathers on this Zen 4); the direct softmax table and GELU's u32 table
-//! with one 16-lane dword gather. Tails use
-//! masks.
+//! with two 8-lane dword gathers ([`gather16`]). Tails use masks; narrowing stores go through a
+//! register (the memory forms of vpmov* are microcoded on Zen 4).
 
 use std::arch::x86_64::*;
 
