@@ -387,8 +387,7 @@ pub fn temp_dir(tag: &str) -> Result<std::path::PathBuf> {
 /// process is gone (Linux: no `/proc/<pid>`; elsewhere nothing is removed). Best effort: errors
 /// are ignored, a live or unknown process's directories are kept.
 pub fn remove_stale_temp_dirs() {
-    let proc_fs = std::path::Path::new("/proc/self");
-    if !proc_fs.exists() {
+    if !Path::new("/proc/self").exists() {
         return;
     }
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
@@ -407,8 +406,7 @@ pub fn remove_stale_temp_dirs() {
         let (Ok(_), Ok(pid)) = (n.parse::<u64>(), pid.parse::<u32>()) else {
             continue;
         };
-        let alive =
-            pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists();
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
         if !alive && e.file_type().is_ok_and(|t| t.is_dir()) {
             let _ = std::fs::remove_dir_all(e.path());
         }

@@ -13,12 +13,7 @@ use super::{GeluLut, Softmax};
 /// Lanes of valid elements among the 8 starting at `j` of `n`.
 #[inline(always)]
 fn mask8(j: usize, n: usize) -> __mmask8 {
-    let left = n - j;
-    if left >= 8 {
-        0xFF
-    } else {
-        ((1u32 << left) - 1) as __mmask8
-    }
+    mask16(j, n) as __mmask8
 }
 
 /// Lanes of valid elements among the 16 starting at `j` of `n`.
@@ -129,8 +124,7 @@ pub(super) unsafe fn softmax(s: &Softmax, scores: &[i32], e: &mut [u32], out: &m
         let keep = k & !_mm512_cmpge_epu64_mask(z, z_max);
         let v = _mm512_maskz_mov_epi64(keep, v);
         vsum = _mm512_add_epi64(vsum, v);
-        // SAFETY: the mask limits the store to e[j..n].
-        // (Narrowed in a register: the memory forms of vpmov* are microcoded on Zen 4.)
+        // SAFETY: the mask limits the store to e[j..n] (narrowed in a register: module docs).
         unsafe { _mm256_mask_storeu_epi32(ep.add(j) as *mut i32, k, _mm512_cvtepi64_epi32(v)) };
         j += 8;
     }
@@ -203,8 +197,7 @@ unsafe fn normalize(s: &Softmax, sum: u64, scores: &[i32], e: &mut [u32], out: &
         let p = _mm512_srli_epi64::<30>(_mm512_mul_epu32(ev, vr));
         let q = _mm512_srli_epi64::<48>(_mm512_add_epi64(_mm512_mul_epu32(p, va), half));
         let q = _mm512_min_epu64(_mm512_add_epi64(q, vz), vq);
-        // SAFETY: the mask limits the store to out[j..n].
-        // (Narrowed in a register, as above.)
+        // SAFETY: the mask limits the store to out[j..n] (narrowed in a register: module docs).
         unsafe {
             _mm_mask_storeu_epi8(
                 op.add(j) as *mut i8,
@@ -261,9 +254,7 @@ pub(super) unsafe fn gelu(g: &GeluLut, y: &[i32], out: &mut [u8], def: &dyn Fn(i
         let from = _mm512_cmpge_epu32_mask(_mm512_and_si512(d, mask), _mm512_and_si512(e, m14));
         let code =
             _mm512_mask_blend_epi32(from, _mm512_srli_epi32::<14>(e), _mm512_srli_epi32::<22>(e));
-        // SAFETY: the mask limits the store to out[j..n].
-        // (Narrowing in a register, then a masked byte store: the memory form of vpmovdb is
-        // microcoded on Zen 4.)
+        // SAFETY: the mask limits the store to out[j..n] (narrowed in a register: module docs).
         unsafe { _mm_mask_storeu_epi8(op.add(j) as *mut i8, k, _mm512_cvtepi32_epi8(code)) };
         let mut bad = _mm512_test_epi32_mask(e, fb) & k;
         while bad != 0 {

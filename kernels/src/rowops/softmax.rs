@@ -24,9 +24,9 @@ pub struct Softmax {
     pub(super) t_hi: Box<[u32; 1024]>,
     pub(super) t_lo: Box<[u32; 1024]>,
     /// `e(d)` for every `d < d_max` (the smallest `d` with `z(d) ≥ z_max`, so `e(d) = 0` from
-    /// there on: `z` is monotone in `d`) and a final 0 for all larger `d`, when `d_max ≤ LUT_MAX`; built with [`Softmax::body`]'s
-    /// expression, used by the AVX-512 path (one lookup per element instead of two and the
-    /// multiplies).
+    /// there on: `z` is monotone in `d`) and a final 0 that every larger `d` reads, when
+    /// `d_max ≤ LUT_MAX`; built with [`Softmax::body`]'s expression, used by the AVX-512 path
+    /// (one lookup per element instead of two and the multiplies).
     pub(super) lut: Option<Vec<u32>>,
 }
 
@@ -120,7 +120,8 @@ impl Softmax {
         Some(s)
     }
 
-    /// Whether the direct `e(d)` table was built (`d_max ≤ 2^16`), and its length.
+    /// Whether the direct `e(d)` table was built (`d_max ≤ 2^16`), and its `d_max` (entries
+    /// before the 0 sentinel).
     pub fn table_len(&self) -> Option<usize> {
         self.lut.as_ref().map(|t| t.len() - 1)
     }
