@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use osq_model::fp32::Exec;
+use osq_model::fp32::ThreadPool;
 use osq_model::quant::integer::IntegerModel;
 use osq_model::quant::{minmax, BitsConfig, QuantModel, QuantParams};
 use osq_model::testing::{temp_dir, write_tiny_bert};
@@ -41,7 +41,7 @@ fn tiny_engines() -> Vec<Engine> {
         .expect("tiny tokenizer")
     };
     let calib = tok().encode_batch(TINY_SENTENCES, 64).expect("calib batch");
-    let ranges = minmax::collect(&w, &[calib], &Exec::single(), true).expect("ranges");
+    let ranges = minmax::collect(&w, &[calib], &ThreadPool::single(), true).expect("ranges");
     let int = |bits: BitsConfig, kind: EngineKind| {
         let p = QuantParams::build(&w, &ranges, bits, "minmax", true).expect("params");
         let m = IntegerModel::new(QuantModel::new(p).expect("quant model")).expect("pack");

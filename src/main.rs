@@ -10,9 +10,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let res = match &args.command {
-        cli::Command::Quantize(a) => cli::quantize::run(a).map(|_| true),
         cli::Command::Verify(a) => cli::verify::run(a),
         cli::Command::Run(a) => cli::run::run(a).map(|_| true),
+        cli::Command::Serve(a) => cli::serve::run(a).map(|_| true),
         cli::Command::TrainProbe(a) => cli::eval::train_probe(a).map(|_| true),
         cli::Command::Eval(a) => cli::eval::eval(a).map(|_| true),
         cli::Command::Calibrate(a) => cli::calibrate::run(a).map(|_| true),

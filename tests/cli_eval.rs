@@ -6,7 +6,7 @@ use std::process::Output;
 mod common;
 use common::{osq, s};
 
-use osq_model::fp32::{self, Exec};
+use osq_model::fp32::{self, ThreadPool};
 use osq_model::probe::{read_labelled_tsv, Probe};
 use osq_model::quant::integer::{IntOptions, IntegerModel};
 use osq_model::quant::{format, minmax, BitsConfig, QuantModel, QuantParams};
@@ -74,7 +74,7 @@ fn quantize_to(model: &Path, calib: &[&str], bits: BitsConfig, out: &Path) {
     let w = BertWeights::load_dir(model).unwrap();
     let tok = Tokenizer::from_file(&model.join("tokenizer.json"), 64).unwrap();
     let b = tok.encode_batch(calib, 64).unwrap();
-    let ranges = minmax::collect(&w, &[b], &Exec::single(), true).unwrap();
+    let ranges = minmax::collect(&w, &[b], &ThreadPool::single(), true).unwrap();
     let p = QuantParams::build(&w, &ranges, bits, "minmax", true).unwrap();
     format::save(&p, out, Some(model)).unwrap();
 }
@@ -207,7 +207,7 @@ fn end_to_end_tiny() {
             .count();
         ok as f64 / examples.len() as f64
     };
-    let e32 = fp32::sentence_embeddings(&w, &batch, &Exec::single()).unwrap();
+    let e32 = fp32::sentence_embeddings(&w, &batch, &ThreadPool::single()).unwrap();
     assert!((acc_of(&e32) - fp).abs() <= 1.0 / 60.0 + 1e-12, "{v}");
     for (r, d) in rs.iter().zip([&p8, &p4]) {
         let im = IntegerModel::new(QuantModel::new(format::load(d).unwrap()).unwrap()).unwrap();

@@ -8,9 +8,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::values::{BitsArg, MethodArg};
+
 use osq_calib::engine::LnId;
-use osq_calib::{data, report, CalibOptions, Method, Progress};
-use osq_model::quant::{format, BitsConfig, QuantModel};
+use osq_calib::{data, report, Progress};
 use osq_model::BertModel;
 
 #[derive(Args, Debug, Clone)]
@@ -21,15 +22,14 @@ pub struct CalibrateArgs {
     /// Calibration text: one sentence per line (UTF-8).
     #[arg(long)]
     pub data: PathBuf,
-    /// Bit configuration: w8a8, w6a6, w4a8 or w4a4.
-    #[arg(long, default_value = "w8a8")]
-    pub bits: String,
-    /// minmax, minmax-mean, percentile, omse, os (Gamma Migration + Token-Wise Clipping) or
-    /// os+ (channel-wise shifting/scaling + Token-Wise Clipping).
-    #[arg(long, default_value = "os")]
-    pub method: String,
+    /// Bit configuration.
+    #[arg(long, value_enum, default_value_t = BitsArg::W8a8)]
+    pub bits: BitsArg,
+    /// Calibration method (MinMax is the fast default; OS / OS+ are the papers' methods).
+    #[arg(long, value_enum, default_value_t = MethodArg::Minmax)]
+    pub method: MethodArg,
     /// Disable Gamma Migration (LayerNorms keep their scale). OS+ never migrates.
-    #[arg(long)]
+    #[arg(long, alias = "no-migration")]
     pub no_gamma: bool,
     /// Token-Wise Clipping: skip the fine (LSQ+) stage.
     #[arg(long)]
@@ -53,16 +53,51 @@ pub struct CalibrateArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
-    /// Output parameter directory.
+    /// Output parameter directory (written atomically; never the model directory).
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
 }
 
-fn parse_bits(s: &str) -> Result<BitsConfig> {
-    match BitsConfig::parse(s) {
-        Some(b) => Ok(b),
-        None => bail!("--bits {s}: expected one of w8a8, w6a6, w4a8, w4a4"),
+pub fn run(a: &CalibrateArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let method: osq::Method = a.method.into();
+    let progress = !a.quiet && std::io::stderr().is_terminal();
+    if method == osq::Method::OsPlus && !a.no_gamma && progress {
+        eprintln!("note: os+ replaces Gamma Migration (channel-wise scaling); γ is not migrated");
     }
+    let opts = osq::CalibOptions {
+        method,
+        bits: a.bits.into(),
+        gamma: !a.no_gamma,
+        coarse_only: a.coarse_only,
+        samples: a.samples,
+        seed: a.seed,
+        twc_batches: a.twc_batches,
+        osplus_batches: a.osplus_batches,
+        threads: a.threads,
+        progress,
+    };
+    // refuse an output over the model before spending minutes on the calibration
+    osq_model::atomic::check_outside(&a.output, &[&a.model])?;
+    let c = osq::calibrate(&a.model, &a.data, &opts)?;
+    c.save(&a.output)
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    let r = c.report();
+    println!(
+        "calibrated {} ({}, {}, γ migration {}) on {} sentences / {} tokens in {:.1} s; \
+         output MSE {:.4e} (MinMax {:.4e}) → {}",
+        a.model.display(),
+        r.bits,
+        r.method,
+        if r.gamma_migration { "on" } else { "off" },
+        r.samples,
+        r.tokens,
+        t0.elapsed().as_secs_f64(),
+        r.output_mse,
+        r.output_mse_minmax,
+        a.output.display()
+    );
+    Ok(())
 }
 
 fn load(
@@ -75,54 +110,6 @@ fn load(
     let b = data::load(data_path, &m.tokenizer, samples, seed)
         .with_context(|| format!("reading calibration data {}", data_path.display()))?;
     Ok((m, b))
-}
-
-pub fn run(a: &CalibrateArgs) -> Result<()> {
-    let bits = parse_bits(&a.bits)?;
-    let Some(method) = Method::parse(&a.method) else {
-        bail!(
-            "--method {}: expected one of minmax, minmax-mean, percentile, omse, os, os+",
-            a.method
-        );
-    };
-    let t0 = Instant::now();
-    let (m, batches) = load(&a.model, &a.data, a.samples, a.seed)?;
-    let mut o = CalibOptions::new(method, bits);
-    o.gamma = !a.no_gamma;
-    o.coarse_only = a.coarse_only;
-    o.per_node_batches = a.twc_batches;
-    o.osplus_batches = a.osplus_batches;
-    o.threads = a.threads;
-    o.progress = Progress::new(!a.quiet && std::io::stderr().is_terminal());
-    if method == Method::OsPlus && !a.no_gamma {
-        o.progress
-            .note("note: os+ replaces Gamma Migration (channel-wise scaling); γ is not migrated");
-    }
-    let c = osq_calib::calibrate(&m.weights, &batches, &o)?;
-    let params = c.params()?;
-    // derive every integer constant now: an unusable calibration fails here, not at load
-    let qm = QuantModel::new(params)?;
-    format::save(&qm.params, &a.output, Some(&a.model))
-        .with_context(|| format!("writing {}", a.output.display()))?;
-    let rpath = a.output.join("calibration.json");
-    std::fs::write(&rpath, serde_json::to_string_pretty(&c.report)?)
-        .with_context(|| format!("writing {}", rpath.display()))?;
-    let r = &c.report;
-    println!(
-        "calibrated {} ({}, {}, γ migration {}) on {} sentences / {} tokens in {:.1} s; \
-         output MSE {:.4e} (MinMax {:.4e}) → {}",
-        a.model.display(),
-        bits,
-        c.label,
-        if r.gamma_migration { "on" } else { "off" },
-        r.samples,
-        r.tokens,
-        t0.elapsed().as_secs_f64(),
-        r.output_mse,
-        r.output_mse_minmax,
-        a.output.display()
-    );
-    Ok(())
 }
 
 #[derive(Args, Debug, Clone)]

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 
-use osq_model::fp32::{self, Exec};
+use osq_model::fp32::{self, ThreadPool};
 use osq_model::probe::{self, Example, Probe, ProbeOptions};
 use osq_model::quant::format;
 use osq_model::quant::integer::{IntOptions, IntegerModel};
@@ -211,7 +211,7 @@ fn embed_all(
 fn fp32_embeddings(
     model: &BertModel,
     tok: &Tokenized,
-    exec: &Exec,
+    exec: &ThreadPool,
     progress: &mut Progress,
 ) -> Result<Vec<f32>> {
     let w = &model.weights;
@@ -235,8 +235,8 @@ fn load_model(dir: &Path) -> Result<BertModel> {
     BertModel::load(dir).with_context(|| format!("loading the model {}", dir.display()))
 }
 
-fn make_exec(threads: usize) -> Result<Exec> {
-    Ok(Exec::new(threads)?)
+fn make_exec(threads: usize) -> Result<ThreadPool> {
+    Ok(ThreadPool::new(threads)?)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-//! The `osq` command line: `quantize`, `verify`, `run` (and the evaluation commands).
+//! The `osq` command line on the `osq` library: `calibrate` (alias `quantize`), `verify`,
+//! `run`, and the evaluation commands.
 
 pub mod calibrate;
-pub mod data;
 pub mod eval;
-pub mod quantize;
 pub mod run;
+pub mod serve;
+pub mod values;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -22,17 +23,19 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Calibrate (MinMax) and quantize an FP32 checkpoint into a parameter directory.
-    Quantize(quantize::QuantizeArgs),
     /// Compare the integer executor with the fake-quant executors node by node.
     Verify(verify::VerifyArgs),
     /// Sentence embeddings on the integer executor.
     Run(run::RunArgs),
+    /// Serve the model over HTTP (TEI / OpenAI-compatible routes, dynamic batching).
+    Serve(serve::ServeArgs),
     /// Train a linear probe (logistic regression) on FP32 sentence embeddings of labelled data.
     TrainProbe(eval::TrainProbeArgs),
     /// Probe accuracy on labelled data: FP32 and the integer executor of each parameter set.
     Eval(eval::EvalArgs),
-    /// Calibrate with osq-calib (MinMax, Percentile, OMSE, OS, OS+) into a parameter directory.
+    /// Calibrate and quantize an FP32 checkpoint into a parameter directory (MinMax by
+    /// default; Percentile, OMSE, OS, OS+).
+    #[command(alias = "quantize")]
     Calibrate(calibrate::CalibrateArgs),
     /// The OS paper's Table 1 and Fig. 1 on a model (γ vs. non-scaling LayerNorm outliers).
     Report(calibrate::ReportArgs),

@@ -1,26 +1,27 @@
-//! `osq run`: sentence embeddings of the given texts on the integer executor.
+//! `osq run`: sentence embeddings (or probe classes) of texts on the integer engine.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 
-use osq_model::quant::integer::IntOptions;
-
-use super::verify::{load_params, parse_isas};
+use super::values::IsaArg;
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Parameter directory written by `osq quantize`.
+    /// Parameter directory written by `osq calibrate`.
     #[arg(long)]
     pub params: PathBuf,
-    /// Texts to embed.
+    /// Texts to embed (`-`: one per line from standard input).
     pub texts: Vec<String>,
-    /// Kernel ISA (default: the best available).
+    /// Read the texts from this file, one per line (`-`: standard input).
     #[arg(long)]
-    pub isa: Option<String>,
-    /// Print the full embeddings as JSON.
+    pub data: Option<PathBuf>,
+    /// Kernel ISA (default: the best available).
+    #[arg(long, value_enum)]
+    pub isa: Option<IsaArg>,
+    /// Print the full embeddings as JSON on stdout.
     #[arg(long)]
     pub json: bool,
     /// Dimensions shown in text output.
@@ -29,45 +30,63 @@ pub struct RunArgs {
     /// Maximum tokens per text.
     #[arg(long, default_value_t = 128)]
     pub max_len: usize,
+    /// Refuse texts longer than --max-len instead of truncating them.
+    #[arg(long)]
+    pub no_truncate: bool,
+    /// Threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
     /// Classify with this probe (`osq train-probe`) instead of printing embeddings.
     #[arg(long)]
     pub probe: Option<PathBuf>,
 }
 
 pub fn run(a: &RunArgs) -> Result<()> {
-    if a.texts.is_empty() {
-        bail!("no texts given: osq run --params DIR \"text\" ...");
+    let mut texts = Vec::new();
+    if let Some(d) = &a.data {
+        texts.extend(osq::read_texts(d)?);
     }
-    let isa = match &a.isa {
-        Some(s) => {
-            let v = parse_isas(s)?;
-            if v.len() != 1 {
-                bail!("--isa: name exactly one ISA");
-            }
-            Some(v[0])
+    for t in &a.texts {
+        if t == "-" {
+            texts.extend(osq::read_texts("-")?);
+        } else {
+            texts.push(t.clone());
         }
-        None => None,
-    };
-    let (im, tok) = load_params(&a.params)?;
-    let h = im.quant().config().hidden_size;
-    let refs: Vec<&str> = a.texts.iter().map(String::as_str).collect();
-    let batch = tok.encode_batch(&refs, a.max_len)?;
-    let e = im.embed(&batch, &IntOptions { isa, trace: false })?;
+    }
+    if texts.is_empty() {
+        bail!("no texts given: osq run --params DIR \"text\" ... (or --data FILE, or - for stdin)");
+    }
+    let isa = a.isa.map(IsaArg::one).transpose()?;
+    let model = osq::Model::load_with(
+        &a.params,
+        osq::ModelOptions {
+            threads: a.threads,
+            isa,
+            max_length: Some(a.max_len),
+            truncate: !a.no_truncate,
+            batch_size: a.batch_size,
+        },
+    )
+    .with_context(|| format!("loading parameters {}", a.params.display()))?;
+    let e = model.embed(&texts)?;
+    let h = e.dim();
     if let Some(p) = &a.probe {
-        return super::eval::print_classes(p, &a.texts, &e, h, a.json);
+        return super::eval::print_classes(p, &texts, e.as_slice(), h, a.json);
     }
     if a.json {
-        let v: Vec<_> = a
-            .texts
+        let v: Vec<_> = texts
             .iter()
             .enumerate()
-            .map(|(i, t)| json!({"text": t, "tokens": batch.lengths[i], "embedding": &e[i * h..(i + 1) * h]}))
+            .map(|(i, t)| json!({"text": t, "tokens": e.tokens()[i], "embedding": e.row(i)}))
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    for (i, t) in a.texts.iter().enumerate() {
-        let row = &e[i * h..(i + 1) * h];
+    for (i, t) in texts.iter().enumerate() {
+        let row = e.row(i);
         let norm = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
         let shown: Vec<String> = row
             .iter()
@@ -76,7 +95,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
             .collect();
         println!(
             "[{i}] {} tokens, dim {h}, norm {norm:.6}: [{}{}]  {t:?}",
-            batch.lengths[i],
+            e.tokens()[i],
             shown.join(", "),
             if h > a.dims { ", …" } else { "" }
         );

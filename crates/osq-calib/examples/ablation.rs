@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use osq_calib::{data, CalibOptions, Method, Progress};
-use osq_model::fp32::{self, Exec};
+use osq_model::fp32::{self, ThreadPool};
 use osq_model::quant::integer::{IntOptions, IntegerModel};
 use osq_model::quant::{BitsConfig, QuantModel};
 use osq_model::BertModel;
@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .take(eval_n)
         .collect();
     let eval = data::batches(&model.tokenizer, &eval_s, 128)?;
-    let exec = Exec::new(0)?;
+    let exec = ThreadPool::new(0)?;
     let t = Instant::now();
     let fp: Vec<Vec<f32>> = eval
         .iter()

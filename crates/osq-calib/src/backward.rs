@@ -9,7 +9,7 @@
 //!
 //! The caller multiplies the parameter gradients by LSQ's `g = 1/sqrt(numel·qmax)`.
 
-use osq_model::fp32::{self, Exec};
+use osq_model::fp32::{self, ThreadPool};
 use osq_model::quant::Node;
 use osq_model::{Batch, Linear};
 use rayon::prelude::*;
@@ -133,7 +133,7 @@ fn add_into(acc: &mut [f32], x: &[f32]) {
 }
 
 /// `out += dY · W` (dY `[rows, out]`, W `[out, in]` given transposed).
-fn linear_back(exec: &Exec, dy: &[f32], rows: usize, wt: &Linear) -> Vec<f32> {
+fn linear_back(exec: &ThreadPool, dy: &[f32], rows: usize, wt: &Linear) -> Vec<f32> {
     let mut out = vec![0f32; rows * wt.out_features];
     fp32::linear(exec, dy, rows, wt, &mut out);
     out

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use osq_model::testing::SplitMix64;
+use osq_model::rng::SplitMix64;
 use osq_model::{Batch, Tokenizer};
 
 use crate::error::{CalibError, Result};
@@ -14,34 +14,10 @@ pub const CALIB_BATCH: usize = 32;
 /// Maximum sequence length of calibration batches (the OS reference uses 128).
 pub const CALIB_MAX_LEN: usize = 128;
 
-/// Read the non-empty lines of a UTF-8 text file (trimmed). Errors name the file and, for
-/// invalid UTF-8, the line and byte offset.
+/// The non-blank lines of a UTF-8 text file (see [`osq_model::text`]: LF, CRLF and CR end
+/// lines, long lines are cut). Errors name the file and, for invalid UTF-8, the line.
 pub fn read_sentences(path: &Path) -> Result<Vec<String>> {
-    let bytes = std::fs::read(path).map_err(|e| CalibError::io(path, e))?;
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let off = e.utf8_error().valid_up_to();
-            let line = e.as_bytes()[..off].iter().filter(|&&b| b == b'\n').count() + 1;
-            return Err(CalibError::Data {
-                path: path.to_path_buf(),
-                msg: format!("not valid UTF-8 (line {line}, byte offset {off})"),
-            });
-        }
-    };
-    let lines: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if lines.is_empty() {
-        return Err(CalibError::Data {
-            path: path.to_path_buf(),
-            msg: "no sentences (the file is empty or has only blank lines)".into(),
-        });
-    }
-    Ok(lines)
+    Ok(osq_model::text::read_lines(path)?.0)
 }
 
 /// Deterministic sample of `n` sentences: a Fisher–Yates shuffle driven by SplitMix64(`seed`),

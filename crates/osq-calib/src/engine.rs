@@ -16,7 +16,7 @@
 //! exactly "weights unquantized during the search". The deploy graph moves `m` into the weight
 //! columns (`W[:, j] ·= m_j`) and onto the shortcut multiplier instead (see [`crate::export`]).
 
-use osq_model::fp32::{self, Exec};
+use osq_model::fp32::{self, ThreadPool};
 use osq_model::quant::graph::MIN_MIGRATED_GAMMA;
 use osq_model::quant::{MinMax, Node, QParams};
 use osq_model::{Batch, BertWeights, LayerNormW, Linear};
@@ -458,12 +458,12 @@ fn add_into(acc: &mut [f32], x: &[f32]) {
 /// A forward pass configuration: graph, threads and (optional) quantizers.
 pub struct Engine<'a> {
     pub g: &'a QGraph,
-    pub exec: &'a Exec,
+    pub exec: &'a ThreadPool,
     pub quant: Option<&'a QuantSet>,
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(g: &'a QGraph, exec: &'a Exec, quant: Option<&'a QuantSet>) -> Self {
+    pub fn new(g: &'a QGraph, exec: &'a ThreadPool, quant: Option<&'a QuantSet>) -> Self {
         Engine { g, exec, quant }
     }
 

@@ -7,7 +7,7 @@
 //! The attention-probability zero point stays 0 (the deploy softmax requires it); only its scale
 //! is learned.
 
-use osq_model::fp32::Exec;
+use osq_model::fp32::ThreadPool;
 use osq_model::quant::qparams::SCALE_EPS;
 use osq_model::quant::{Node, NodeRanges};
 use osq_model::Batch;
@@ -85,7 +85,7 @@ pub fn learn(
     g: &QGraph,
     batches: &[Batch],
     targets: &[Vec<f32>],
-    exec: &Exec,
+    exec: &ThreadPool,
     start: &QuantSet,
     cfg: FineConfig,
     progress: &Progress,

@@ -27,7 +27,7 @@ pub mod twc;
 
 use std::time::Instant;
 
-use osq_model::fp32::Exec;
+use osq_model::fp32::ThreadPool;
 use osq_model::quant::{BitsConfig, NodeRanges, QuantParams};
 use osq_model::{Batch, BertWeights};
 
@@ -183,7 +183,7 @@ impl Calibrated {
 pub fn calibrate(w: &BertWeights, batches: &[Batch], opts: &CalibOptions) -> Result<Calibrated> {
     let t0 = Instant::now();
     engine::check_batches(w, batches)?;
-    let exec = Exec::new(opts.threads)?;
+    let exec = ThreadPool::new(opts.threads)?;
     let p = &opts.progress;
     let act_bits = opts.bits.act_bits();
     let mut timings = Timings::default();

@@ -6,7 +6,7 @@
 //! [`QGraph`]: with Gamma Migration an LN node sees `X'` (non-scaling), after an OS+ fold it
 //! sees the shifted/scaled output. Attention probabilities: valid query rows × valid keys.
 
-use osq_model::fp32::Exec;
+use osq_model::fp32::ThreadPool;
 use osq_model::quant::{LayerRanges, MinMax, Node, NodeRanges};
 use osq_model::Batch;
 use rayon::prelude::*;
@@ -154,7 +154,7 @@ fn node_rows<'a>(
 pub fn collect(
     g: &QGraph,
     batches: &[Batch],
-    exec: &Exec,
+    exec: &ThreadPool,
     tokens: bool,
     progress: &Progress,
 ) -> Result<Stats> {
@@ -434,7 +434,7 @@ pub fn omse_search(h: &MomentHist, bits: u32) -> MinMax {
 pub fn omse(
     g: &QGraph,
     batches: &[Batch],
-    exec: &Exec,
+    exec: &ThreadPool,
     stats: &Stats,
     act_bits: u32,
     progress: &Progress,

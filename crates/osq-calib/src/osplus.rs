@@ -17,7 +17,7 @@
 //! feeds the same residual sum (attention output dense or FFN2). The last FFN-LN has no following
 //! Linear and is left alone. OS+ replaces Gamma Migration (applying both would undo the scaling).
 
-use osq_model::fp32::{self, Exec};
+use osq_model::fp32::{self, ThreadPool};
 use osq_model::quant::qparams::quantize_rows_symmetric;
 use osq_model::quant::{BitsConfig, MinMax, QParams};
 use osq_model::{Batch, Linear};
@@ -141,7 +141,7 @@ fn shifted_bias(lin: &Linear, z: &[f32]) -> Vec<f32> {
 
 /// Attention context of Q/K/V Linears on input `x` (padded batch layout).
 fn attention_ctx(
-    exec: &Exec,
+    exec: &ThreadPool,
     x: &[f32],
     batch: &Batch,
     lins: [&Linear; 3],
@@ -175,7 +175,7 @@ fn search_edge(
     g: &QGraph,
     edge: Edge,
     batches: &[Batch],
-    exec: &Exec,
+    exec: &ThreadPool,
     bits: BitsConfig,
     progress: &Progress,
 ) -> Result<(Vec<f32>, Vec<f32>, EdgeResult)> {
@@ -407,7 +407,7 @@ pub fn fold(g: &mut QGraph, edge: Edge, z: &[f32], s: &[f32]) {
 pub fn apply(
     g: &mut QGraph,
     batches: &[Batch],
-    exec: &Exec,
+    exec: &ThreadPool,
     bits: BitsConfig,
     progress: &Progress,
 ) -> Result<Vec<EdgeResult>> {

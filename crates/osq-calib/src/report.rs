@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use osq_model::fp32::Exec;
+use osq_model::fp32::ThreadPool;
 use osq_model::quant::MinMax;
 use osq_model::{Batch, BertWeights};
 
@@ -100,7 +100,7 @@ pub fn compute(
     progress: &Progress,
 ) -> Result<Report> {
     crate::engine::check_batches(w, batches)?;
-    let exec = Exec::new(threads)?;
+    let exec = ThreadPool::new(threads)?;
     let g = QGraph::new(w.clone(), false)?;
     let nl = g.num_layers();
     let h = w.config.hidden_size;

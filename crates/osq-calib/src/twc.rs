@@ -17,7 +17,7 @@
 //! loss, every other node keeping its current α; layer inputs are cached so a candidate only
 //! re-runs the layers from the node's layer on.
 
-use osq_model::fp32::Exec;
+use osq_model::fp32::ThreadPool;
 use osq_model::quant::{MinMax, Node, NodeRanges};
 use osq_model::Batch;
 
@@ -102,7 +102,7 @@ pub fn output_mse(
     g: &QGraph,
     batches: &[Batch],
     targets: &[Vec<f32>],
-    exec: &Exec,
+    exec: &ThreadPool,
     quant: &QuantSet,
 ) -> f64 {
     let h = g.w.config.hidden_size;
@@ -137,7 +137,7 @@ pub struct CoarseResult {
 pub fn global_search(
     g: &QGraph,
     batches: &[Batch],
-    exec: &Exec,
+    exec: &ThreadPool,
     stats: &Stats,
     act_bits: u32,
     progress: &Progress,
@@ -180,7 +180,7 @@ pub fn per_node_search(
     g: &QGraph,
     batches: &[Batch],
     targets: &[Vec<f32>],
-    exec: &Exec,
+    exec: &ThreadPool,
     stats: &Stats,
     act_bits: u32,
     start: Ratios,
@@ -291,7 +291,7 @@ pub fn per_node_search(
 pub fn coarse(
     g: &QGraph,
     batches: &[Batch],
-    exec: &Exec,
+    exec: &ThreadPool,
     stats: &Stats,
     act_bits: u32,
     per_node_batches: usize,

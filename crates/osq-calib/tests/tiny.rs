@@ -7,7 +7,7 @@ use osq_calib::backward::{layer_backward, BackCtx, QGrads};
 use osq_calib::engine::{Engine, LayerTape, QGraph};
 use osq_calib::observe::{self, Simple};
 use osq_calib::{data, osplus, twc, CalibOptions, Method, Progress};
-use osq_model::fp32::{self, Exec};
+use osq_model::fp32::{self, ThreadPool};
 use osq_model::quant::{BitsConfig, Node};
 use osq_model::testing::{temp_dir, write_tiny_bert, SplitMix64};
 use osq_model::{Batch, BertModel};
@@ -77,7 +77,7 @@ fn valid_max_diff(b: &Batch, x: &[f32], y: &[f32], h: usize) -> f32 {
 fn engine_fp_matches_the_fp32_forward_with_and_without_migration() {
     let f = fixture("engine", 40);
     let w = &f.model.weights;
-    let exec = Exec::new(2).unwrap();
+    let exec = ThreadPool::new(2).unwrap();
     let h = w.config.hidden_size;
     for b in batches(&f) {
         let want = fp32::forward(w, &b, &exec).unwrap();
@@ -129,7 +129,7 @@ fn every_method_produces_valid_ranges() {
 fn token_wise_clipping_never_widens_the_minmax_range() {
     let f = fixture("twc", 64);
     let b = batches(&f);
-    let exec = Exec::new(2).unwrap();
+    let exec = ThreadPool::new(2).unwrap();
     for migrate in [true, false] {
         let g = QGraph::new(f.model.weights.clone(), migrate).unwrap();
         let stats = observe::collect(&g, &b, &exec, true, &Progress::hidden()).unwrap();
@@ -163,7 +163,7 @@ fn token_wise_clipping_never_widens_the_minmax_range() {
 fn osplus_fold_keeps_the_fp32_output() {
     let f = fixture("osplus", 40);
     let b = batches(&f);
-    let exec = Exec::new(2).unwrap();
+    let exec = ThreadPool::new(2).unwrap();
     let h = f.model.weights.config.hidden_size;
     let g0 = QGraph::new(f.model.weights.clone(), false).unwrap();
     let mut g = g0.clone();
@@ -223,7 +223,7 @@ fn layer_backward_matches_finite_differences() {
     let f = fixture("grad", 8);
     let b = batches(&f);
     let batch = &b[0];
-    let exec = Exec::single();
+    let exec = ThreadPool::single();
     for migrate in [false, true] {
         let g = QGraph::new(f.model.weights.clone(), migrate).unwrap();
         let eng = Engine::new(&g, &exec, None);

@@ -62,13 +62,29 @@ pub enum ModelError {
     /// Invalid runtime input (batch shape, token id out of range, missing head, ...).
     #[error("invalid input: {0}")]
     Input(String),
+    /// A file does not match what the directory recorded for it (digest, cross-check).
+    #[error("{path}: {msg}")]
+    Corrupt { path: PathBuf, msg: String },
+    /// A text input file is unusable (encoding, no text).
+    #[error("{name}: {msg}")]
+    Text { name: String, msg: String },
+    /// An input text has more tokens than the model's maximum length (truncation off).
+    #[error(
+        "input {index}: {tokens} tokens, more than the maximum length {max} (truncate it, or allow truncation)"
+    )]
+    TooLong {
+        index: usize,
+        tokens: usize,
+        max: usize,
+    },
 }
 
 /// Result alias of the crate.
 pub type Result<T> = std::result::Result<T, ModelError>;
 
 impl ModelError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ModelError::Io {
             path: path.into(),
             source,

@@ -14,100 +14,10 @@
 
 use std::sync::OnceLock;
 
-use rayon::prelude::*;
-
 use crate::error::{ModelError, Result};
+pub use crate::threads::ThreadPool;
 use crate::tokenize::Batch;
 use crate::weights::{BertWeights, LayerNormW, Linear};
-
-// ---------------------------------------------------------------------------------------------
-// Execution context
-// ---------------------------------------------------------------------------------------------
-
-/// Thread configuration of the FP32 forward. `threads == 1` runs everything on the calling
-/// thread; otherwise a private rayon pool of that size runs the matmuls and row loops.
-#[derive(Debug)]
-pub struct Exec {
-    threads: usize,
-    pool: Option<rayon::ThreadPool>,
-}
-
-impl Exec {
-    /// `threads == 0` means all available cores.
-    pub fn new(threads: usize) -> Result<Self> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        } else {
-            threads
-        };
-        if threads == 1 {
-            return Ok(Self::single());
-        }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| ModelError::Input(format!("cannot build a {threads}-thread pool: {e}")))?;
-        Ok(Exec {
-            threads,
-            pool: Some(pool),
-        })
-    }
-
-    /// Single-threaded execution.
-    pub fn single() -> Self {
-        Exec {
-            threads: 1,
-            pool: None,
-        }
-    }
-
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
-    /// Parallelism to hand to `gemm` (only meaningful inside [`Exec::run`]).
-    pub fn gemm_parallelism(&self) -> gemm::Parallelism {
-        if self.threads > 1 {
-            gemm::Parallelism::Rayon(self.threads)
-        } else {
-            gemm::Parallelism::None
-        }
-    }
-
-    /// Run `f` inside the pool (or directly when single-threaded).
-    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        match &self.pool {
-            Some(p) => p.install(f),
-            None => f(),
-        }
-    }
-
-    /// Apply `f(index, chunk)` to consecutive `chunk`-sized pieces of `data`, in parallel
-    /// when the context has several threads.
-    pub fn for_each_chunk<T: Send>(
-        &self,
-        data: &mut [T],
-        chunk: usize,
-        f: impl Fn(usize, &mut [T]) + Send + Sync,
-    ) {
-        if chunk == 0 || data.is_empty() {
-            return;
-        }
-        match &self.pool {
-            Some(p) => p.install(|| {
-                data.par_chunks_mut(chunk)
-                    .enumerate()
-                    .for_each(|(i, c)| f(i, c))
-            }),
-            None => data
-                .chunks_mut(chunk)
-                .enumerate()
-                .for_each(|(i, c)| f(i, c)),
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // erf and GELU
@@ -217,7 +127,7 @@ fn gelu_with(table: &ErfTable, x: f32) -> f32 {
 }
 
 /// In-place GELU over a slice.
-pub fn gelu_inplace(exec: &Exec, x: &mut [f32]) {
+pub fn gelu_inplace(exec: &ThreadPool, x: &mut [f32]) {
     let table = erf_table();
     exec.for_each_chunk(x, 4096, |_, c| {
         c.iter_mut().for_each(|v| *v = gelu_with(table, *v))
@@ -229,7 +139,7 @@ pub fn gelu_inplace(exec: &Exec, x: &mut [f32]) {
 // ---------------------------------------------------------------------------------------------
 
 /// `out[rows, out_features] = x[rows, in_features] · Wᵀ + b` with the `gemm` crate.
-pub fn linear(exec: &Exec, x: &[f32], rows: usize, lin: &Linear, out: &mut [f32]) {
+pub fn linear(exec: &ThreadPool, x: &[f32], rows: usize, lin: &Linear, out: &mut [f32]) {
     let (n, k) = (lin.out_features, lin.in_features);
     assert_eq!(
         x.len(),
@@ -282,7 +192,7 @@ pub fn linear(exec: &Exec, x: &[f32], rows: usize, lin: &Linear, out: &mut [f32]
 }
 
 /// Row-wise LayerNorm `(x − μ)/√(σ² + eps)·γ + β` (biased variance, statistics in f64).
-pub fn layer_norm(exec: &Exec, x: &[f32], ln: &LayerNormW, out: &mut [f32]) {
+pub fn layer_norm(exec: &ThreadPool, x: &[f32], ln: &LayerNormW, out: &mut [f32]) {
     let h = ln.gamma.len();
     assert_eq!(x.len(), out.len(), "layer_norm: in/out length differ");
     assert_eq!(ln.beta.len(), h, "layer_norm: gamma/beta length differ");
@@ -325,7 +235,7 @@ pub fn layer_norm_row(x: &[f32], ln: &LayerNormW, out: &mut [f32]) {
 /// padded in a batch (`gemm` picks shape-dependent kernels and differs by an ulp). The
 /// attention matmuls are < 10 % of the FLOPs of an encoder layer.
 pub fn attention_scores(
-    exec: &Exec,
+    exec: &ThreadPool,
     q: &[f32],
     k: &[f32],
     batch: usize,
@@ -381,7 +291,13 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Softmax over the last axis of `scores` `[batch, heads, seq, seq]`, keys with `mask == 0`
 /// get probability exactly 0 (a fully masked row becomes all zeros).
-pub fn softmax_masked(exec: &Exec, scores: &mut [f32], mask: &[u8], seq: usize, heads: usize) {
+pub fn softmax_masked(
+    exec: &ThreadPool,
+    scores: &mut [f32],
+    mask: &[u8],
+    seq: usize,
+    heads: usize,
+) {
     exec.for_each_chunk(scores, seq * seq, |bh, s| {
         let b = bh / heads;
         let m = &mask[b * seq..(b + 1) * seq];
@@ -423,7 +339,7 @@ pub fn softmax_row_masked(row: &mut [f32], mask: &[u8]) {
 /// much padding the batch adds.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_context(
-    exec: &Exec,
+    exec: &ThreadPool,
     probs: &[f32],
     v: &[f32],
     key_lens: &[usize],
@@ -595,7 +511,7 @@ pub fn embed(w: &BertWeights, batch: &Batch) -> Vec<f32> {
 }
 
 /// Last hidden states `[batch, seq, hidden]` (row-major, padding rows included).
-pub fn forward(w: &BertWeights, batch: &Batch, exec: &Exec) -> Result<Vec<f32>> {
+pub fn forward(w: &BertWeights, batch: &Batch, exec: &ThreadPool) -> Result<Vec<f32>> {
     forward_hooked(w, batch, exec, &mut |_, _| {})
 }
 
@@ -603,7 +519,7 @@ pub fn forward(w: &BertWeights, batch: &Batch, exec: &Exec) -> Result<Vec<f32>> 
 pub fn forward_observed(
     w: &BertWeights,
     batch: &Batch,
-    exec: &Exec,
+    exec: &ThreadPool,
     observe: &mut impl FnMut(Site, &[f32]),
 ) -> Result<Vec<f32>> {
     forward_hooked(w, batch, exec, &mut |s, x| observe(s, x))
@@ -615,7 +531,7 @@ pub fn forward_observed(
 pub fn forward_hooked(
     w: &BertWeights,
     batch: &Batch,
-    exec: &Exec,
+    exec: &ThreadPool,
     hook: &mut impl FnMut(Site, &mut [f32]),
 ) -> Result<Vec<f32>> {
     check_batch(w, batch)?;
@@ -721,7 +637,7 @@ pub fn l2_normalize(x: &mut [f32], dim: usize) {
 
 /// Sentence embeddings (sentence-transformers style: mean pooling then L2 normalisation),
 /// `[batch, hidden]`.
-pub fn sentence_embeddings(w: &BertWeights, batch: &Batch, exec: &Exec) -> Result<Vec<f32>> {
+pub fn sentence_embeddings(w: &BertWeights, batch: &Batch, exec: &ThreadPool) -> Result<Vec<f32>> {
     let hs = forward(w, batch, exec)?;
     let h = w.config.hidden_size;
     let mut e = mean_pool(&hs, batch, h);
@@ -745,7 +661,7 @@ pub fn classify_hidden(
     w: &BertWeights,
     hidden: &[f32],
     batch: &Batch,
-    exec: &Exec,
+    exec: &ThreadPool,
     hook: &mut impl FnMut(Site, &mut [f32]),
 ) -> Result<Vec<f32>> {
     let (pooler, classifier) = match (&w.pooler, &w.classifier) {
@@ -776,7 +692,7 @@ pub fn classify_hidden(
 }
 
 /// Full forward + classification head: logits `[batch, num_labels]`.
-pub fn classify(w: &BertWeights, batch: &Batch, exec: &Exec) -> Result<Vec<f32>> {
+pub fn classify(w: &BertWeights, batch: &Batch, exec: &ThreadPool) -> Result<Vec<f32>> {
     let hs = forward(w, batch, exec)?;
     classify_hidden(w, &hs, batch, exec, &mut |_, _| {})
 }
@@ -868,7 +784,7 @@ mod tests {
             in_features: k,
         };
         for threads in [1, 2] {
-            let exec = Exec::new(threads).unwrap();
+            let exec = ThreadPool::new(threads).unwrap();
             let mut out = vec![0.0; rows * n];
             linear(&exec, &x, rows, &lin, &mut out);
             for r in 0..rows {

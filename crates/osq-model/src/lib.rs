@@ -4,17 +4,22 @@
 //! [`tokenize`] (padded batches), [`fp32`] (forward with observation hooks, pooling, heads),
 //! [`testing`] (deterministic tiny checkpoints for tests of every crate).
 
+pub mod atomic;
 pub mod config;
 pub mod error;
 pub mod fp32;
 pub mod probe;
+pub mod rng;
 pub mod testing;
+pub mod text;
+pub mod threads;
 pub mod tokenize;
 pub mod weights;
 
 pub use config::BertConfig;
 pub use error::{ModelError, Result};
-pub use fp32::{Exec, Site};
+pub use fp32::Site;
+pub use threads::ThreadPool;
 pub use tokenize::{Batch, Tokenizer};
 pub use weights::{BertModel, BertWeights, LayerNormW, Linear};
 pub mod quant;

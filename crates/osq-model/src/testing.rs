@@ -57,39 +57,7 @@ impl Default for TinyBertOptions {
     }
 }
 
-/// Deterministic SplitMix64 generator with a Box–Muller normal sampler.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    /// Standard normal.
-    pub fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-
-    /// `n` values `N(0, std²)`.
-    pub fn normals(&mut self, n: usize, std: f64) -> Vec<f32> {
-        (0..n).map(|_| (self.normal() * std) as f32).collect()
-    }
-}
+pub use crate::rng::SplitMix64;
 
 /// The WordPiece vocabulary of the tiny tokenizer (index = id).
 pub fn tiny_vocab() -> Vec<String> {
@@ -438,4 +406,25 @@ mod tests {
             let _ = std::fs::remove_dir_all(d);
         }
     }
+}
+
+/// Writes the tiny model (seed 1) into `root/model` and a MinMax W8A8 parameter directory of it,
+/// calibrated on [`SENTENCES`], into `root/params`; returns the parameter directory. For
+/// doctests and tests of the crates above this one.
+pub fn write_tiny_params(root: &Path) -> Result<std::path::PathBuf> {
+    use crate::quant::{format, minmax, BitsConfig, QuantModel, QuantParams};
+    let model = root.join("model");
+    write_tiny_bert(&model, 1)?;
+    let w = crate::BertWeights::load_dir(&model)?;
+    let tok = crate::Tokenizer::from_file(
+        &model.join("tokenizer.json"),
+        w.config.max_position_embeddings,
+    )?;
+    let batch = tok.encode_batch(SENTENCES, 64)?;
+    let ranges = minmax::collect(&w, &[batch], &crate::ThreadPool::single(), true)?;
+    let params = QuantParams::build(&w, &ranges, BitsConfig::W8A8, "minmax", true)?;
+    let qm = QuantModel::new(params)?;
+    let out = root.join("params");
+    format::save(&qm.params, &out, Some(&model))?;
+    Ok(out)
 }

@@ -16,6 +16,7 @@ use tokenizers::utils::truncation::{
 use tokenizers::Encoding;
 
 use crate::error::{ModelError, Result};
+use crate::text::{truncate_chars, MAX_LINE_CHARS};
 
 /// A right-padded batch of token sequences, all `[batch, seq_len]` row-major.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -200,11 +201,26 @@ impl Tokenizer {
     }
 
     fn encode_one(&self, a: &str, b: Option<&str>, budget: usize) -> Result<Encoding> {
-        let ea = self.inner.encode(a, false).map_err(|e| self.tok_err(e))?;
+        Ok(self.encode_counted(a, b, budget)?.0)
+    }
+
+    /// Encodes, truncates to `budget` text tokens and post-processes; also returns the text
+    /// token count before truncation. Text beyond [`MAX_LINE_CHARS`] characters is never
+    /// tokenized.
+    fn encode_counted(&self, a: &str, b: Option<&str>, budget: usize) -> Result<(Encoding, usize)> {
+        let ea = self
+            .inner
+            .encode(truncate_chars(a, MAX_LINE_CHARS), false)
+            .map_err(|e| self.tok_err(e))?;
         let eb = match b {
-            Some(b) => Some(self.inner.encode(b, false).map_err(|e| self.tok_err(e))?),
+            Some(b) => Some(
+                self.inner
+                    .encode(truncate_chars(b, MAX_LINE_CHARS), false)
+                    .map_err(|e| self.tok_err(e))?,
+            ),
             None => None,
         };
+        let full = ea.len() + eb.as_ref().map_or(0, |e| e.len());
         let params = TruncationParams {
             direction: TruncationDirection::Right,
             max_length: budget,
@@ -212,9 +228,47 @@ impl Tokenizer {
             stride: 0,
         };
         let (ea, eb) = truncate_encodings(ea, eb, &params).map_err(|e| self.tok_err(e))?;
-        self.inner
+        let enc = self
+            .inner
             .post_process(ea, eb, true)
-            .map_err(|e| self.tok_err(e))
+            .map_err(|e| self.tok_err(e))?;
+        if enc.is_empty() {
+            return Err(ModelError::Input(format!(
+                "{}: the text encodes to 0 tokens (the tokenizer adds no special tokens: is its \
+                 post-processor missing?)",
+                self.path.display()
+            )));
+        }
+        Ok((enc, full))
+    }
+
+    /// Encodes single texts like [`Tokenizer::encode_batch`], but a text with more than
+    /// `min(max_len, max_position_embeddings)` tokens (special tokens included) is an error
+    /// naming its index unless `truncate`. Also returns each text's token count before any
+    /// truncation (special tokens included).
+    pub fn encode_batch_checked(
+        &self,
+        texts: &[&str],
+        max_len: usize,
+        truncate: bool,
+    ) -> Result<(Batch, Vec<usize>)> {
+        let (cap, budget) = self.budget(max_len, false)?;
+        let added = self.added(false);
+        let mut encs = Vec::with_capacity(texts.len());
+        let mut full = Vec::with_capacity(texts.len());
+        for (i, t) in texts.iter().enumerate() {
+            let (e, n) = self.encode_counted(t, None, budget)?;
+            if !truncate && n + added > cap {
+                return Err(ModelError::TooLong {
+                    index: i,
+                    tokens: n + added,
+                    max: cap,
+                });
+            }
+            encs.push(e);
+            full.push(n + added);
+        }
+        Ok((self.collect(encs), full))
     }
 
     fn collect(&self, encs: Vec<Encoding>) -> Batch {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use osq_model::fp32::{self, Exec};
+use osq_model::fp32::{self, ThreadPool};
 use osq_model::BertModel;
 
 #[test]
@@ -27,7 +27,7 @@ fn minilm_batch1_seq128_latency() {
     let text = "the quick brown fox jumps over the lazy dog ".repeat(20);
     let b = m.tokenizer.encode_batch(&[&text], 128).unwrap();
     assert_eq!(b.seq_len, 128);
-    let exec = Exec::new(threads).unwrap();
+    let exec = ThreadPool::new(threads).unwrap();
     for _ in 0..3 {
         fp32::forward(&m.weights, &b, &exec).unwrap();
     }

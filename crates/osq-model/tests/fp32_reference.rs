@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use osq_model::fp32::{self, Exec};
+use osq_model::fp32::{self, ThreadPool};
 use osq_model::{Batch, BertModel};
 
 #[derive(serde::Deserialize)]
@@ -77,7 +77,7 @@ fn setup() -> Option<(BertModel, Reference)> {
 
 /// Forward `sentences` (indices into the reference) as one padded batch and return the
 /// worst hidden-state and embedding differences.
-fn compare(m: &BertModel, r: &Reference, idx: &[usize], exec: &Exec) -> (f64, String, f64) {
+fn compare(m: &BertModel, r: &Reference, idx: &[usize], exec: &ThreadPool) -> (f64, String, f64) {
     let texts: Vec<&str> = idx.iter().map(|&i| r.sentences[i].text.as_str()).collect();
     let batch = m.tokenizer.encode_batch(&texts, r.max_len).unwrap();
     for (bi, &i) in idx.iter().enumerate() {
@@ -126,7 +126,7 @@ fn fp32_matches_numpy_reference() {
     let Some((m, r)) = setup() else { return };
     // Length buckets, as a server would batch them: the short sentences padded together,
     // the long (truncated to max_len) one alone. Threads: 2 (1 vs 2 is covered by fp32_tiny).
-    let exec = Exec::new(2).unwrap();
+    let exec = ThreadPool::new(2).unwrap();
     let (long, short): (Vec<usize>, Vec<usize>) =
         (0..r.sentences.len()).partition(|&i| r.sentences[i].ids.len() > 48);
     let mut worst = (0.0f64, String::new(), 0.0f64);
@@ -156,7 +156,7 @@ fn fp32_matches_numpy_reference() {
 #[test]
 fn real_model_padding_invariance() {
     let Some((m, r)) = setup() else { return };
-    let exec = Exec::single();
+    let exec = ThreadPool::single();
     let h = m.config().hidden_size;
     // a short sentence alone and padded next to a longer one
     let short = r.sentences[4].text.as_str();

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use osq_model::fp32::{self, Exec, Site};
+use osq_model::fp32::{self, Site, ThreadPool};
 use osq_model::testing::{temp_dir, write_tiny_bert, write_tiny_bert_with, TinyBertOptions};
 use osq_model::{Batch, BertModel};
 
@@ -30,7 +30,7 @@ const TEXTS: [&str; 4] = [
 fn forward_runs_and_is_finite() {
     let (m, _t) = tiny(7);
     let b = m.tokenizer.encode_batch(&TEXTS, 32).unwrap();
-    let exec = Exec::single();
+    let exec = ThreadPool::single();
     let hs = fp32::forward(&m.weights, &b, &exec).unwrap();
     assert_eq!(hs.len(), b.batch * b.seq_len * 32);
     assert!(hs.iter().all(|v| v.is_finite()));
@@ -76,7 +76,7 @@ fn mean_pool_respects_mask() {
 #[test]
 fn padding_invariance() {
     let (m, _t) = tiny(5);
-    let exec = Exec::single();
+    let exec = ThreadPool::single();
     let alone = m.tokenizer.encode_batch(&[TEXTS[0]], 64).unwrap();
     let long = "the cat and the dog sat on a very good mat, it was great. ".repeat(3);
     let batch = m
@@ -111,8 +111,8 @@ fn padding_invariance() {
 fn threads_give_same_result() {
     let (m, _t) = tiny(9);
     let b = m.tokenizer.encode_batch(&TEXTS, 64).unwrap();
-    let h1 = fp32::forward(&m.weights, &b, &Exec::single()).unwrap();
-    let h2 = fp32::forward(&m.weights, &b, &Exec::new(2).unwrap()).unwrap();
+    let h1 = fp32::forward(&m.weights, &b, &ThreadPool::single()).unwrap();
+    let h2 = fp32::forward(&m.weights, &b, &ThreadPool::new(2).unwrap()).unwrap();
     let d = h1
         .iter()
         .zip(&h2)
@@ -127,7 +127,7 @@ fn observer_sees_every_site_in_order_with_shapes() {
     let b = m.tokenizer.encode_batch(&TEXTS, 64).unwrap();
     let mut seen: Vec<(Site, usize)> = Vec::new();
     let mut ok = true;
-    let hs = fp32::forward_observed(&m.weights, &b, &Exec::single(), &mut |s, x| {
+    let hs = fp32::forward_observed(&m.weights, &b, &ThreadPool::single(), &mut |s, x| {
         let (r, c) = s.shape(&m.weights, &b);
         ok &= r * c == x.len();
         seen.push((s, x.len()));
@@ -157,7 +157,7 @@ fn observer_sees_every_site_in_order_with_shapes() {
     // probs: rows sum to 1 and padded keys are 0
     let mut probs = Vec::new();
     let mut last = Vec::new();
-    fp32::forward_observed(&m.weights, &b, &Exec::single(), &mut |s, x| {
+    fp32::forward_observed(&m.weights, &b, &ThreadPool::single(), &mut |s, x| {
         if s == Site::Probs(1) {
             probs = x.to_vec();
         }
@@ -184,7 +184,7 @@ fn observer_sees_every_site_in_order_with_shapes() {
 fn hook_can_rewrite_tensors() {
     let (m, _t) = tiny(3);
     let b = m.tokenizer.encode_batch(&TEXTS[..2], 64).unwrap();
-    let exec = Exec::single();
+    let exec = ThreadPool::single();
     let plain = fp32::forward(&m.weights, &b, &exec).unwrap();
     // identity rewrite keeps the result
     let same = fp32::forward_hooked(&m.weights, &b, &exec, &mut |_, _| {}).unwrap();
@@ -202,7 +202,7 @@ fn hook_can_rewrite_tensors() {
 #[test]
 fn bad_batches_are_errors() {
     let (m, _t) = tiny(1);
-    let exec = Exec::single();
+    let exec = ThreadPool::single();
     let b = Batch::from_ids(&[vec![2, 10_000, 3]], 0);
     let e = fp32::forward(&m.weights, &b, &exec)
         .unwrap_err()

@@ -6,12 +6,12 @@
 //!   is never read by these engines.
 //!
 //! A [`Threads`] context owns a dedicated rayon pool of `n` threads (the integer executor uses
-//! the ambient pool, so it runs inside `pool.install`) and an FP32 [`Exec`] with the same count.
+//! the ambient pool, so it runs inside `pool.install`) and an FP32 [`ThreadPool`] with the same count.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use osq_model::fp32::{self, Exec};
+use osq_model::fp32::{self, ThreadPool};
 use osq_model::quant::integer::{pool_embeddings, IntOptions, IntegerModel};
 use osq_model::quant::{format, QuantModel};
 use osq_model::{Batch, BertModel, BertWeights, Tokenizer};
@@ -53,11 +53,11 @@ impl EngineKind {
     }
 }
 
-/// A thread context: a dedicated rayon pool and an FP32 `Exec`, both of `n` threads.
+/// A thread context: a dedicated rayon pool and an FP32 `ThreadPool`, both of `n` threads.
 pub struct Threads {
     n: usize,
     pool: rayon::ThreadPool,
-    exec: Exec,
+    exec: ThreadPool,
 }
 
 impl std::fmt::Debug for Threads {
@@ -76,7 +76,8 @@ impl Threads {
             .thread_name(move |i| format!("osq-bench-{n}t-{i}"))
             .build()
             .with_context(|| format!("cannot build a {n}-thread rayon pool"))?;
-        let exec = Exec::new(n).map_err(|e| anyhow!("FP32 Exec with {n} threads: {e}"))?;
+        let exec =
+            ThreadPool::new(n).map_err(|e| anyhow!("FP32 ThreadPool with {n} threads: {e}"))?;
         Ok(Threads { n, pool, exec })
     }
 
@@ -88,7 +89,7 @@ impl Threads {
         &self.pool
     }
 
-    pub fn exec(&self) -> &Exec {
+    pub fn exec(&self) -> &ThreadPool {
         &self.exec
     }
 }
@@ -323,7 +324,7 @@ impl Engine {
             Inner::Fp32(w) => {
                 let h = w.config.hidden_size;
                 let f = || fp32::forward(w, batch, threads.exec());
-                // Exec::run installs the Exec's own pool; with one thread the Exec has none, so
+                // ThreadPool::run installs the ThreadPool's own pool; with one thread the ThreadPool has none, so
                 // the dedicated 1-thread pool catches any parallel iterator.
                 let hs = if threads.count() > 1 {
                     threads.exec().run(f)

@@ -770,7 +770,7 @@ fn concurrent(a: &BenchArgs, clients: usize, sentences: &[String]) -> Result<()>
 }
 
 fn quantize(a: QuantizeArgs) -> Result<()> {
-    use osq_model::fp32::Exec;
+    use osq_model::fp32::ThreadPool;
     use osq_model::quant::{format, minmax, BitsConfig, QuantParams};
     let bits = BitsConfig::parse(&a.bits)
         .ok_or_else(|| anyhow!("--bits {}: expected w8a8, w6a6, w4a8 or w4a4", a.bits))?;
@@ -785,7 +785,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         .chunks(a.batch)
         .map(|c| m.tokenizer.encode_batch(c, a.max_len))
         .collect::<osq_model::Result<Vec<_>>>()?;
-    let exec = Exec::new(a.threads).map_err(|e| anyhow!("{e}"))?;
+    let exec = ThreadPool::new(a.threads).map_err(|e| anyhow!("{e}"))?;
     let t0 = Instant::now();
     let ranges = minmax::collect(&m.weights, &batches, &exec, true)?;
     let p = QuantParams::build(&m.weights, &ranges, bits, "minmax", true)?;

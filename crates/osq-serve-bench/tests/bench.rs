@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use osq_model::fp32::Exec;
+use osq_model::fp32::ThreadPool;
 use osq_model::quant::integer::IntegerModel;
 use osq_model::quant::{format, minmax, BitsConfig, QuantModel, QuantParams};
 use osq_model::testing::{temp_dir, write_tiny_bert, SENTENCES};
@@ -41,7 +41,7 @@ fn tok(t: &Tiny) -> Tokenizer {
 
 fn params(t: &Tiny, bits: BitsConfig) -> QuantParams {
     let b = tok(t).encode_batch(SENTENCES, 64).unwrap();
-    let ranges = minmax::collect(&t.weights, &[b], &Exec::single(), true).unwrap();
+    let ranges = minmax::collect(&t.weights, &[b], &ThreadPool::single(), true).unwrap();
     QuantParams::build(&t.weights, &ranges, bits, "minmax", true).unwrap()
 }
 

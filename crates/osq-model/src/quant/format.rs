@@ -4,7 +4,12 @@
 //!   embedding codes + per-row scales, LayerNorm γ/β (all F32 except the codes);
 //! - `quant.json`: format name `"osq-quant"`, `version`, model config, bits, method, LN eps,
 //!   migration flag, and per layer the nine node quantizers and the fixed-point scales;
-//! - copies of `tokenizer.json` and `config.json`.
+//! - copies of `tokenizer.json` and `config.json`;
+//! - `quant.json` records the SHA-256 of every other file (`files`), checked at load: a flipped
+//!   bit or a file from another run is an error naming the file, not a silently different answer.
+//!
+//! The directory is written atomically ([`crate::atomic`]) and read into memory, never mapped,
+//! so a concurrent rewrite can neither mix two versions nor truncate a file under a reader.
 //!
 //! Everything the executors derive (multipliers, integer biases, tables) is recomputed at load, so
 //! the file holds only what calibration decided. Floats in JSON are stored as f32 where they are
@@ -25,9 +30,26 @@ use super::qparams::{BitsConfig, QParams};
 use super::{Node, FIXED_FRAC_BITS};
 
 pub const FORMAT_NAME: &str = "osq-quant";
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 pub const TENSORS_FILE: &str = "quant.safetensors";
 pub const JSON_FILE: &str = "quant.json";
+/// Files a parameter directory may hold (what [`save`] writes, and `calibration.json`).
+pub const DIR_FILES: [&str; 5] = [
+    JSON_FILE,
+    TENSORS_FILE,
+    "tokenizer.json",
+    "config.json",
+    "calibration.json",
+];
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 const LINEARS: [&str; 6] = ["query", "key", "value", "attn_out", "ffn1", "ffn2"];
 
@@ -109,10 +131,62 @@ pub fn to_json(p: &QuantParams) -> Value {
     })
 }
 
-/// Writes `quant.safetensors` and `quant.json` into `dir` (created), and copies
-/// `tokenizer.json` and `config.json` from `model_dir` when given.
+/// Writes `quant.safetensors` and `quant.json` into `dir`, with copies of `tokenizer.json`
+/// and `config.json` from `model_dir` when given, atomically (see [`crate::atomic`]); `dir` must
+/// not be or overlap `model_dir`.
 pub fn save(p: &QuantParams, dir: &Path, model_dir: Option<&Path>) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    save_with(p, dir, model_dir, &[])
+}
+
+/// [`save`] plus `extra` files (name, contents) written into the same directory at once.
+pub fn save_with(
+    p: &QuantParams,
+    dir: &Path,
+    model_dir: Option<&Path>,
+    extra: &[(&str, Vec<u8>)],
+) -> Result<()> {
+    let mut files: Vec<(String, Vec<u8>)> = vec![(TENSORS_FILE.into(), tensor_bytes(p, dir)?)];
+    if let Some(md) = model_dir {
+        for f in ["tokenizer.json", "config.json"] {
+            let src = md.join(f);
+            files.push((
+                f.into(),
+                std::fs::read(&src).map_err(|e| ModelError::io(&src, e))?,
+            ));
+        }
+    }
+    for (name, bytes) in extra {
+        if !DIR_FILES.contains(name) || files.iter().any(|(n, _)| n == name) {
+            return Err(ModelError::Input(format!(
+                "{name}: not an extra file of a parameter directory"
+            )));
+        }
+        files.push((name.to_string(), bytes.clone()));
+    }
+    let mut doc = to_json(p);
+    let digests: Map<String, Value> = files
+        .iter()
+        .map(|(n, b)| (n.clone(), Value::String(sha256_hex(b))))
+        .collect();
+    doc["files"] = Value::Object(digests);
+    let jpath = dir.join(JSON_FILE);
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| ModelError::Json {
+        path: jpath.clone(),
+        source: e,
+    })?;
+    files.push((JSON_FILE.into(), text.into_bytes()));
+    let protect: Vec<&Path> = model_dir.into_iter().collect();
+    crate::atomic::write_dir(dir, &protect, &DIR_FILES, |tmp| {
+        for (name, bytes) in &files {
+            let path = tmp.join(name);
+            std::fs::write(&path, bytes).map_err(|e| ModelError::io(dir.join(name), e))?;
+        }
+        Ok(())
+    })
+}
+
+/// The serialized `quant.safetensors` of `p` (`dir` only names it in errors).
+fn tensor_bytes(p: &QuantParams, dir: &Path) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let table = |name: &str, t: &QTable, tensors: &mut Vec<_>| {
         tensors.push((
@@ -182,21 +256,7 @@ pub fn save(p: &QuantParams, dir: &Path, model_dir: Option<&Path>) -> Result<()>
             safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).map_err(st_err)?,
         ));
     }
-    let data = safetensors::serialize(views, None).map_err(st_err)?;
-    std::fs::write(&path, data).map_err(|e| ModelError::io(&path, e))?;
-    let jpath = dir.join(JSON_FILE);
-    let text = serde_json::to_string_pretty(&to_json(p)).map_err(|e| ModelError::Json {
-        path: jpath.clone(),
-        source: e,
-    })?;
-    std::fs::write(&jpath, text).map_err(|e| ModelError::io(&jpath, e))?;
-    if let Some(md) = model_dir {
-        for f in ["tokenizer.json", "config.json"] {
-            let (src, dst) = (md.join(f), dir.join(f));
-            std::fs::copy(&src, &dst).map_err(|e| ModelError::io(&src, e))?;
-        }
-    }
-    Ok(())
+    safetensors::serialize(views, None).map_err(st_err)
 }
 
 struct J<'a> {
@@ -331,6 +391,30 @@ impl T<'_, '_> {
     }
 }
 
+/// Reads `dir/name` and checks it against the SHA-256 that `quant.json` records for it.
+fn read_checked(dir: &Path, j: &J, v: &Value, name: &str) -> Result<Vec<u8>> {
+    let files = j.get(v, "", "files")?;
+    let want = files.get(name).and_then(Value::as_str).ok_or_else(|| {
+        j.err(
+            &format!("files.{name}"),
+            "missing (the SHA-256 of that file)",
+        )
+    })?;
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
+    let got = sha256_hex(&bytes);
+    if got != want {
+        return Err(ModelError::Corrupt {
+            path,
+            msg: format!(
+                "SHA-256 {got} differs from {want} recorded in {JSON_FILE}: the file is corrupt, \
+                 or from another parameter directory; re-run osq calibrate"
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
 /// Reads a parameter directory written by [`save`].
 pub fn load(dir: &Path) -> Result<QuantParams> {
     let jpath = dir.join(JSON_FILE);
@@ -357,7 +441,7 @@ pub fn load(dir: &Path) -> Result<QuantParams> {
             return Err(j.err(
                 "version",
                 format!(
-                    "{n} is older than this osq supports ({FORMAT_VERSION}); re-run osq quantize"
+                    "{n} is older than this osq supports ({FORMAT_VERSION}); re-run osq calibrate"
                 ),
             ))
         }
@@ -406,10 +490,13 @@ pub fn load(dir: &Path) -> Result<QuantParams> {
     let (amin, amax) = bits.act_range();
 
     let tpath = dir.join(TENSORS_FILE);
-    let file = std::fs::File::open(&tpath).map_err(|e| ModelError::io(&tpath, e))?;
-    // SAFETY: read-only mapping used only during this call.
-    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(&tpath, e))?;
-    let st = SafeTensors::deserialize(&mmap).map_err(|e| ModelError::Safetensors {
+    let tensors = read_checked(dir, &j, &v, TENSORS_FILE)?;
+    for f in ["tokenizer.json", "config.json"] {
+        if dir.join(f).exists() || j.get(&v, "", "files")?.get(f).is_some() {
+            read_checked(dir, &j, &v, f)?;
+        }
+    }
+    let st = SafeTensors::deserialize(&tensors).map_err(|e| ModelError::Safetensors {
         path: tpath.clone(),
         msg: e.to_string(),
     })?;

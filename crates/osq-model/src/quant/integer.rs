@@ -685,6 +685,12 @@ impl IntegerModel {
 
 /// Mean pooling of dequantized final codes + L2 normalization.
 pub fn pool_embeddings(qm: &QuantModel, out: &IntOutput) -> Vec<f32> {
+    mean_pool_codes(qm, out, true)
+}
+
+/// Mean pooling of dequantized final codes (integer sums, one float division), L2-normalized
+/// when `normalize`.
+pub fn mean_pool_codes(qm: &QuantModel, out: &IntOutput, normalize: bool) -> Vec<f32> {
     let h = qm.config().hidden_size;
     let q = qm.params.output_node();
     let mut res = vec![0f32; out.lengths.len() * h];
@@ -702,7 +708,11 @@ pub fn pool_embeddings(qm: &QuantModel, out: &IntOutput) -> Vec<f32> {
             .iter()
             .map(|&s| s as f64 * q.scale as f64 / denom)
             .collect();
-        let norm = vals.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+        let norm = if normalize {
+            vals.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12)
+        } else {
+            1.0
+        };
         for (o, v) in e.iter_mut().zip(vals) {
             *o = (v / norm) as f32;
         }

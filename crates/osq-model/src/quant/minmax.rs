@@ -4,7 +4,7 @@
 //! This makes the whole quantize → verify flow work before the calibration crate lands.
 
 use crate::error::Result;
-use crate::fp32::{forward_observed, Exec, Site};
+use crate::fp32::{forward_observed, Site, ThreadPool};
 use crate::tokenize::Batch;
 use crate::weights::BertWeights;
 
@@ -132,7 +132,7 @@ impl MinMaxObserver {
 pub fn collect(
     w: &BertWeights,
     batches: &[Batch],
-    exec: &Exec,
+    exec: &ThreadPool,
     migrate: bool,
 ) -> Result<NodeRanges> {
     let mut obs = MinMaxObserver::new(w.config.num_hidden_layers, migrate);

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::fp32::{gelu, linear, Exec};
+use crate::fp32::{gelu, linear, ThreadPool};
 use crate::tokenize::Batch;
 use crate::weights::Linear;
 
@@ -156,7 +156,7 @@ impl<'a> PaperModel<'a> {
             c.head_dim(),
         );
         super::reference::check_ids(c, ids, types)?;
-        let exec = Exec::single();
+        let exec = ThreadPool::single();
         let n = ids.len();
         let eps = p.eps as f32;
         let mut trace = Trace::new(p.layers.len());

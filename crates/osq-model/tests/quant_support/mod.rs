@@ -1,7 +1,7 @@
 //! Shared setup of the quant tests: a tiny generated BERT, MinMax calibration, quantization.
 #![allow(dead_code)]
 
-use osq_model::fp32::Exec;
+use osq_model::fp32::ThreadPool;
 use osq_model::quant::{minmax, BitsConfig, QuantModel, QuantParams};
 pub use osq_model::testing::SENTENCES;
 use osq_model::testing::{temp_dir, write_tiny_bert};
@@ -32,7 +32,7 @@ pub fn batch(t: &Tiny, texts: &[&str]) -> Batch {
 
 pub fn quantize(t: &Tiny, bits: BitsConfig) -> QuantParams {
     let b = batch(t, SENTENCES);
-    let ranges = minmax::collect(&t.weights, &[b], &Exec::single(), true).unwrap();
+    let ranges = minmax::collect(&t.weights, &[b], &ThreadPool::single(), true).unwrap();
     QuantParams::build(&t.weights, &ranges, bits, "minmax", true).unwrap()
 }
 

@@ -1,0 +1,428 @@
+//! [`Model::verify`]: the integer engine against the deploy-mode fake-quant reference (must be
+//! 100 % equal, on every ISA asked for) and the paper-mode fake-quant executor (what a user of
+//! the paper's PyTorch code sees), node by node in every layer; optionally the embeddings'
+//! cosine to the FP32 model.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use osq_kernels::Isa;
+use osq_model::fp32::{self, ThreadPool};
+use osq_model::quant::integer::{pool_embeddings, IntOptions};
+use osq_model::quant::paper::PaperModel;
+use osq_model::quant::trace::NodeStats;
+use osq_model::quant::{reference, Node, TraceStats};
+use osq_model::BertWeights;
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// Options of [`Model::verify`].
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// ISAs to run the integer engine on (empty: every one this CPU has).
+    pub isas: Vec<Isa>,
+    /// FP32 model directory: also compare sentence embeddings with FP32.
+    pub fp32_model: Option<PathBuf>,
+    /// Texts per batch.
+    pub batch_size: usize,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            isas: Vec::new(),
+            fp32_model: None,
+            batch_size: 32,
+        }
+    }
+}
+
+/// Per-ISA outcome.
+#[derive(Clone, Debug)]
+pub struct IsaResult {
+    /// The ISA.
+    pub isa: Isa,
+    /// Integer vs deploy reference over every node and layer.
+    pub stats: NodeStats,
+    /// Every code and the final hidden codes equal.
+    pub bit_exact: bool,
+}
+
+/// What [`Model::verify`] measured.
+#[derive(Clone, Debug)]
+pub struct VerifyReport {
+    /// Parameter directory, bits and method.
+    pub params: PathBuf,
+    /// Bit configuration name.
+    pub bits: String,
+    /// Calibration method label.
+    pub method: String,
+    /// Texts and tokens compared.
+    pub texts: usize,
+    /// Tokens compared.
+    pub tokens: usize,
+    /// Seconds taken.
+    pub seconds: f64,
+    /// One entry per ISA.
+    pub isas: Vec<IsaResult>,
+    /// Integer vs deploy reference per layer and node (all ISAs merged).
+    pub reference: TraceStats,
+    /// Integer vs paper mode, each node from the integer engine's input codes.
+    pub paper_per_step: TraceStats,
+    /// Integer vs paper mode, each simulation feeding itself through all layers.
+    pub paper_cascaded: TraceStats,
+    /// Cosine of integer vs FP32 sentence embeddings (when an FP32 model was given).
+    pub fp32_cosines: Vec<f64>,
+    /// Cosine of paper-mode vs FP32 sentence embeddings.
+    pub fp32_cosines_paper: Vec<f64>,
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut d, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        d += x as f64 * y as f64;
+        na += x as f64 * x as f64;
+        nb += y as f64 * y as f64;
+    }
+    d / (na.sqrt() * nb.sqrt()).max(f64::MIN_POSITIVE)
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// A [`NodeStats`] as JSON.
+pub fn stats_json(s: &NodeStats) -> Value {
+    json!({
+        "total": s.total,
+        "equal": s.equal,
+        "percent_equal": s.percent_equal(),
+        "max_abs_diff": s.max_abs_diff,
+        "beyond_one": s.beyond_one,
+        "cosine": s.cosine(),
+    })
+}
+
+impl VerifyReport {
+    /// Whether every ISA produced exactly the deploy reference's codes.
+    pub fn bit_exact(&self) -> bool {
+        self.isas.iter().all(|r| r.bit_exact)
+    }
+
+    /// The full report as JSON (what `osq verify --json` writes).
+    pub fn to_json(&self) -> Value {
+        let nl = self.reference.layers.len();
+        let mut rows = Vec::new();
+        for l in 0..nl {
+            for n in Node::ALL.into_iter().filter(|n| n.in_layer(l)) {
+                rows.push(json!({
+                    "layer": l, "node": n.name(),
+                    "integer_vs_reference": stats_json(&self.reference.layers[l][n.index()]),
+                    "integer_vs_paper_per_step": stats_json(&self.paper_per_step.layers[l][n.index()]),
+                    "integer_vs_paper_cascaded": stats_json(&self.paper_cascaded.layers[l][n.index()]),
+                }));
+            }
+        }
+        let per_node: serde_json::Map<String, Value> = Node::ALL
+            .into_iter()
+            .map(|n| {
+                (
+                    n.name().to_string(),
+                    json!({
+                        "per_step": stats_json(&self.paper_per_step.node_total(n)),
+                        "cascaded": stats_json(&self.paper_cascaded.node_total(n)),
+                    }),
+                )
+            })
+            .collect();
+        let isas: serde_json::Map<String, Value> = self
+            .isas
+            .iter()
+            .map(|r| {
+                (
+                    r.isa.name().to_string(),
+                    json!({"bit_exact": r.bit_exact, "stats": stats_json(&r.stats)}),
+                )
+            })
+            .collect();
+        let emb = if self.fp32_cosines.is_empty() {
+            Value::Null
+        } else {
+            let min = self
+                .fp32_cosines
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min);
+            json!({
+                "integer_mean_cosine": mean(&self.fp32_cosines),
+                "integer_min_cosine": min,
+                "paper_mean_cosine": mean(&self.fp32_cosines_paper),
+            })
+        };
+        json!({
+            "params": self.params.display().to_string(),
+            "bits": self.bits,
+            "method": self.method,
+            "sentences": self.texts,
+            "tokens": self.tokens,
+            "seconds": self.seconds,
+            "bit_exact": self.bit_exact(),
+            "isas": isas,
+            "integer_vs_paper_per_step": stats_json(&self.paper_per_step.total()),
+            "integer_vs_paper_cascaded": stats_json(&self.paper_cascaded.total()),
+            "integer_vs_paper_per_node": per_node,
+            "embeddings_vs_fp32": emb,
+            "layers": rows,
+        })
+    }
+
+    /// The human-readable table `osq verify` prints.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let names: Vec<&str> = self.isas.iter().map(|r| r.isa.name()).collect();
+        let _ = writeln!(
+            o,
+            "osq verify: {} ({}, {}), {} sentences, {} tokens, ISAs: {} ({:.1} s)",
+            self.params.display(),
+            self.bits,
+            self.method,
+            self.texts,
+            self.tokens,
+            names.join(", "),
+            self.seconds
+        );
+        o.push_str(
+            "columns: integer vs deploy reference | integer vs paper mode per step (each node from the\n         \
+             integer executor's input codes) | integer vs paper mode cascaded (end to end)\n",
+        );
+        let _ = writeln!(
+            o,
+            "{:<5} {:<8} | {:>9} {:>4} {:>9} | {:>9} {:>4} {:>5} | {:>9} {:>4} {:>9}",
+            "layer",
+            "node",
+            "equal%",
+            "max",
+            "cosine",
+            "equal%",
+            "max",
+            ">1",
+            "equal%",
+            "max",
+            "cosine"
+        );
+        for l in 0..self.reference.layers.len() {
+            for n in Node::ALL.into_iter().filter(|n| n.in_layer(l)) {
+                let r = &self.reference.layers[l][n.index()];
+                let ps = &self.paper_per_step.layers[l][n.index()];
+                let pp = &self.paper_cascaded.layers[l][n.index()];
+                let _ = writeln!(
+                    o,
+                    "{:<5} {:<8} | {:>9.4} {:>4} {:>9.6} | {:>9.4} {:>4} {:>5} | {:>9.4} {:>4} {:>9.6}",
+                    l,
+                    n.name(),
+                    r.percent_equal(),
+                    r.max_abs_diff,
+                    r.cosine(),
+                    ps.percent_equal(),
+                    ps.max_abs_diff,
+                    ps.beyond_one,
+                    pp.percent_equal(),
+                    pp.max_abs_diff,
+                    pp.cosine()
+                );
+            }
+        }
+        o.push_str("per node over all layers: integer vs paper mode per step | cascaded\n");
+        for n in Node::ALL {
+            let s = self.paper_per_step.node_total(n);
+            let c = self.paper_cascaded.node_total(n);
+            let _ = writeln!(
+                o,
+                "  {:<8} {:>9.4} % equal, max |diff| {}, >1: {:<6} | {:>9.4} % equal, max |diff| {}",
+                n.name(),
+                s.percent_equal(),
+                s.max_abs_diff,
+                s.beyond_one,
+                c.percent_equal(),
+                c.max_abs_diff,
+            );
+        }
+        for r in &self.isas {
+            let _ = writeln!(
+                o,
+                "integer[{}] vs deploy reference: {}/{} codes equal ({:.4} %) — {}",
+                r.isa.name(),
+                r.stats.equal,
+                r.stats.total,
+                r.stats.percent_equal(),
+                if r.bit_exact { "BIT-EXACT" } else { "MISMATCH" }
+            );
+        }
+        for (what, t) in [
+            ("per step", self.paper_per_step.total()),
+            ("cascaded", self.paper_cascaded.total()),
+        ] {
+            let _ = writeln!(
+                o,
+                "integer vs paper mode, {what}: {}/{} codes equal ({:.4} %), max |diff| {}, >1: {}",
+                t.equal,
+                t.total,
+                t.percent_equal(),
+                t.max_abs_diff,
+                t.beyond_one
+            );
+        }
+        if !self.fp32_cosines.is_empty() {
+            let min = self
+                .fp32_cosines
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min);
+            let _ = writeln!(
+                o,
+                "sentence embeddings vs FP32: integer mean cosine {:.6} (min {min:.6}); paper mode mean {:.6}",
+                mean(&self.fp32_cosines),
+                mean(&self.fp32_cosines_paper)
+            );
+        }
+        o
+    }
+}
+
+impl Model {
+    /// Runs the integer engine on `texts` on every ISA of `opts` and compares its codes with
+    /// the deploy-mode reference and the paper-mode executor, node by node.
+    ///
+    /// ```
+    /// # let model = osq::Model::load(osq::doc_params_dir())?;
+    /// let r = model.verify(&["the cat sat on the mat.", "a dog"], &osq::VerifyOptions::default())?;
+    /// assert!(r.bit_exact());
+    /// assert_eq!(r.texts, 2);
+    /// # Ok::<(), osq::Error>(())
+    /// ```
+    pub fn verify<S: AsRef<str>>(&self, texts: &[S], opts: &VerifyOptions) -> Result<VerifyReport> {
+        if texts.is_empty() || opts.batch_size == 0 {
+            return Err(Error::Input(
+                "verify needs at least one text and a positive batch size".into(),
+            ));
+        }
+        let isas = if opts.isas.is_empty() {
+            Isa::available()
+        } else {
+            for i in &opts.isas {
+                i.require().map_err(|e| Error::Input(e.to_string()))?;
+            }
+            opts.isas.clone()
+        };
+        let (im, tok, pool, max_len) = self.parts();
+        let qm = im.quant();
+        let p = &qm.params;
+        let h = p.config.hidden_size;
+        let nl = p.layers.len();
+        let fp = match &opts.fp32_model {
+            Some(m) => {
+                let w = BertWeights::load_dir(m)?;
+                if w.config != p.config {
+                    return Err(Error::Input(format!(
+                        "FP32 model {}: its config differs from the one of {}",
+                        m.display(),
+                        self.info().params.display()
+                    )));
+                }
+                Some(w)
+            }
+            None => None,
+        };
+        let paper = PaperModel::new(p);
+        let exec = ThreadPool::new(self.info().threads)?;
+        let mut per_isa: Vec<TraceStats> = isas.iter().map(|_| TraceStats::new(nl)).collect();
+        let mut hidden_equal = vec![true; isas.len()];
+        let mut vs_paper = TraceStats::new(nl);
+        let mut vs_step = TraceStats::new(nl);
+        let (mut cos, mut cos_paper) = (Vec::new(), Vec::new());
+        let mut tokens = 0usize;
+        let t0 = Instant::now();
+        for chunk in texts.chunks(opts.batch_size) {
+            let refs: Vec<&str> = chunk.iter().map(AsRef::as_ref).collect();
+            let batch = tok.encode_batch(&refs, max_len)?;
+            tokens += batch.lengths.iter().sum::<usize>();
+            let (want, pap, step) = pool.install(|| -> Result<_> {
+                let want = reference::forward(qm, &batch)?;
+                let pap = paper.forward(&batch)?;
+                let ref_traces: Vec<_> = want.iter().map(|r| r.trace.clone()).collect();
+                let step = paper.forward_forced(&batch, &ref_traces)?;
+                Ok((want, pap, step))
+            })?;
+            let mut first = None;
+            for (ii, &isa) in isas.iter().enumerate() {
+                let o = IntOptions {
+                    isa: Some(isa),
+                    trace: true,
+                };
+                let out = pool.install(|| im.forward(&batch, &o))?;
+                let traces = out
+                    .traces
+                    .as_ref()
+                    .ok_or_else(|| Error::Input("the integer engine returned no trace".into()))?;
+                for (b, r) in want.iter().enumerate() {
+                    per_isa[ii].add(&traces[b], &r.trace, p);
+                    if out.sequence(b, h) != &r.hidden[..] {
+                        hidden_equal[ii] = false;
+                    }
+                }
+                if ii == 0 {
+                    for (b, pp) in pap.iter().enumerate() {
+                        vs_paper.add(&traces[b], &pp.trace, p);
+                        vs_step.add(&traces[b], &step[b].trace, p);
+                    }
+                    first = Some(out);
+                }
+            }
+            if let (Some(w), Some(out)) = (&fp, &first) {
+                let e_int = pool_embeddings(qm, out);
+                let e_fp = fp32::sentence_embeddings(w, &batch, &exec)?;
+                let q = p.output_node();
+                for b in 0..batch.batch {
+                    let f = &e_fp[b * h..(b + 1) * h];
+                    cos.push(cosine(&e_int[b * h..(b + 1) * h], f));
+                    let mut e = vec![0f32; h];
+                    for row in pap[b].hidden.chunks_exact(h) {
+                        for (o, &c) in e.iter_mut().zip(row) {
+                            *o += q.dequantize(c as i32);
+                        }
+                    }
+                    cos_paper.push(cosine(&e, f));
+                }
+            }
+        }
+        let mut merged = TraceStats::new(nl);
+        per_isa.iter().for_each(|s| merged.merge(s));
+        let isas = isas
+            .iter()
+            .enumerate()
+            .map(|(ii, &isa)| IsaResult {
+                isa,
+                stats: per_isa[ii].total(),
+                bit_exact: per_isa[ii].exact() && hidden_equal[ii],
+            })
+            .collect();
+        Ok(VerifyReport {
+            params: self.info().params,
+            bits: p.bits.name().into(),
+            method: p.method.clone(),
+            texts: texts.len(),
+            tokens,
+            seconds: t0.elapsed().as_secs_f64(),
+            isas,
+            reference: merged,
+            paper_per_step: vs_step,
+            paper_cascaded: vs_paper,
+            fp32_cosines: cos,
+            fp32_cosines_paper: cos_paper,
+        })
+    }
+}
