@@ -15,6 +15,17 @@ fn edit_json(dir: &Path, f: impl FnOnce(&mut Value)) {
     std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
 }
 
+/// Records the current SHA-256 of every file in `quant.json`, as a forger would: the checks
+/// behind the digest must still catch the damage.
+fn reseal(dir: &Path) {
+    edit_json(dir, |v| {
+        for f in ["quant.safetensors", "tokenizer.json", "config.json"] {
+            let bytes = std::fs::read(dir.join(f)).unwrap();
+            v["files"][f] = format::sha256_hex(&bytes).into();
+        }
+    });
+}
+
 fn copy_dir(src: &Path) -> std::path::PathBuf {
     let d = temp_dir("quant-fmt-copy").unwrap();
     for e in std::fs::read_dir(src).unwrap() {
@@ -56,7 +67,11 @@ fn round_trip_is_exact() {
             serde_json::from_str(&std::fs::read_to_string(dir.join("quant.json")).unwrap())
                 .unwrap();
         assert_eq!(v["format"], "osq-quant");
-        assert_eq!(v["version"], 1);
+        assert_eq!(v["version"], format::FORMAT_VERSION);
+        assert_eq!(
+            v["files"]["quant.safetensors"],
+            format::sha256_hex(&std::fs::read(dir.join("quant.safetensors")).unwrap())
+        );
         assert_eq!(v["bits"], bits.name());
         assert_eq!(v["method"], "minmax");
         assert!(v["layers"][0]["nodes"]["emb"]["scale"].is_number());
@@ -73,13 +88,13 @@ fn damaged_files_give_clear_errors() {
 
     // Versions.
     let d = copy_dir(&good);
-    edit_json(&d, |v| v["version"] = 2.into());
+    edit_json(&d, |v| v["version"] = (format::FORMAT_VERSION + 1).into());
     let e = load_err(&d);
     assert!(
         e.contains("quant.json") && e.contains("version") && e.contains("newer"),
         "{e}"
     );
-    edit_json(&d, |v| v["version"] = 0.into());
+    edit_json(&d, |v| v["version"] = 1.into());
     let e = load_err(&d);
     assert!(e.contains("version") && e.contains("older"), "{e}");
 
@@ -130,6 +145,7 @@ fn damaged_files_give_clear_errors() {
     let mut v = format::to_json(&q);
     v["layers"] = format::to_json(&p)["layers"].clone();
     std::fs::write(d.join("quant.json"), v.to_string()).unwrap();
+    reseal(&d);
     let e = load_err(&d);
     assert!(
         e.contains("quant.safetensors") && e.contains("layers.0.ffn1.codes") && e.contains("shape"),
@@ -150,6 +166,7 @@ fn damaged_files_give_clear_errors() {
         )
         .unwrap();
     }
+    reseal(&d);
     let e = load_err(&d);
     assert!(
         e.contains("layers.1.ffn2.bias") && e.contains("not found"),
@@ -159,5 +176,37 @@ fn damaged_files_give_clear_errors() {
     let bytes = std::fs::read(d.join("quant.safetensors")).unwrap();
     std::fs::write(d.join("quant.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     let e = load_err(&d);
+    assert!(
+        e.contains("quant.safetensors") && e.contains("SHA-256"),
+        "{e}"
+    );
+    reseal(&d);
+    let e = load_err(&d);
     assert!(e.contains("quant.safetensors"), "{e}");
+
+    // Digests: one flipped bit in any file, a missing digest, a swapped tokenizer.
+    for f in ["quant.safetensors", "tokenizer.json", "config.json"] {
+        let d = copy_dir(&good);
+        let mut bytes = std::fs::read(d.join(f)).unwrap();
+        let i = bytes.len() / 3;
+        bytes[i] ^= 0x10;
+        std::fs::write(d.join(f), &bytes).unwrap();
+        let e = load_err(&d);
+        assert!(
+            e.contains(f) && e.contains("SHA-256") && e.contains("corrupt"),
+            "{e}"
+        );
+    }
+    let d = copy_dir(&good);
+    edit_json(&d, |v| {
+        v["files"]
+            .as_object_mut()
+            .unwrap()
+            .remove("quant.safetensors");
+    });
+    let e = load_err(&d);
+    assert!(
+        e.contains("files.quant.safetensors") && e.contains("missing"),
+        "{e}"
+    );
 }

@@ -1,0 +1,218 @@
+//! Python bindings of the `osq` library: `osq.Model` (encode, verify, info), `osq.calibrate`.
+//! Compute runs with the GIL released (the model has its own thread pool and is `Send + Sync`,
+//! so Python threads may share one model); errors become `OSError` (files) or `ValueError`.
+
+use std::path::PathBuf;
+
+use numpy::{PyArray2, PyArrayMethods};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+
+fn to_py(e: osq::Error) -> PyErr {
+    match e.kind() {
+        osq::ErrorKind::Io => PyOSError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+fn json_to_py(py: Python<'_>, v: &serde_json::Value) -> PyResult<Py<PyAny>> {
+    let json = py.import("json")?;
+    Ok(json.call_method1("loads", (v.to_string(),))?.unbind())
+}
+
+fn isa_of(name: &str) -> PyResult<osq::Isa> {
+    osq::Isa::ALL
+        .into_iter()
+        .find(|i| i.name() == name)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "isa {name:?}: expected one of scalar, avx2, avx512vnni, neon, neon-dotprod"
+            ))
+        })
+}
+
+/// A quantized model on the integer engine.
+#[pyclass(frozen, module = "osq")]
+struct Model {
+    inner: osq::Model,
+}
+
+#[pymethods]
+impl Model {
+    #[new]
+    #[pyo3(signature = (path, threads = 0, isa = None, max_length = None, truncate = true, batch_size = 32))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        threads: usize,
+        isa: Option<&str>,
+        max_length: Option<usize>,
+        truncate: bool,
+        batch_size: usize,
+    ) -> PyResult<Model> {
+        let isa = isa.map(isa_of).transpose()?;
+        let opts = osq::ModelOptions {
+            threads,
+            isa,
+            max_length,
+            truncate,
+            batch_size,
+        };
+        let inner = py
+            .detach(|| osq::Model::load_with(&path, opts))
+            .map_err(to_py)?;
+        Ok(Model { inner })
+    }
+
+    /// Sentence embeddings, a float32 array of shape (len(texts), dim).
+    #[pyo3(signature = (texts, batch_size = None, normalize = true, truncate = None))]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        batch_size: Option<usize>,
+        normalize: bool,
+        truncate: Option<bool>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        if batch_size == Some(0) {
+            return Err(PyValueError::new_err("batch_size must be at least 1"));
+        }
+        let eo = osq::EmbedOptions {
+            truncate,
+            normalize,
+        };
+        let step = batch_size.unwrap_or(usize::MAX);
+        let e = py
+            .detach(|| -> osq::Result<(Vec<f32>, usize)> {
+                let mut data = Vec::new();
+                let mut dim = self.inner.info().dim;
+                for chunk in texts.chunks(step.max(1)) {
+                    let e = self.inner.embed_with(chunk, &eo)?;
+                    dim = e.dim();
+                    data.extend_from_slice(e.as_slice());
+                }
+                Ok((data, dim))
+            })
+            .map_err(to_py)?;
+        let (data, dim) = e;
+        let n = texts.len();
+        let arr = numpy::PyArray1::from_vec(py, data);
+        arr.reshape([n, dim])
+    }
+
+    /// Token counts of each text (special tokens included, before truncation).
+    fn count_tokens(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Vec<usize>> {
+        py.detach(|| self.inner.count_tokens(&texts)).map_err(to_py)
+    }
+
+    /// Compares the integer codes with the fake-quant references; returns the report as a dict.
+    #[pyo3(signature = (texts, fp32_model = None, isas = None, batch_size = 32))]
+    fn verify(
+        &self,
+        py: Python<'_>,
+        texts: Vec<String>,
+        fp32_model: Option<PathBuf>,
+        isas: Option<Vec<String>>,
+        batch_size: usize,
+    ) -> PyResult<Py<PyAny>> {
+        let isas = isas
+            .unwrap_or_default()
+            .iter()
+            .map(|s| isa_of(s))
+            .collect::<PyResult<Vec<_>>>()?;
+        let opts = osq::VerifyOptions {
+            isas,
+            fp32_model,
+            batch_size,
+        };
+        let r = py
+            .detach(|| self.inner.verify(&texts, &opts))
+            .map_err(to_py)?;
+        json_to_py(py, &r.to_json())
+    }
+
+    /// What the model is and how it runs.
+    fn info(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let v = serde_json::to_value(self.inner.info())
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        json_to_py(py, &v)
+    }
+
+    /// Embedding dimension.
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.info().dim
+    }
+
+    fn __repr__(&self) -> String {
+        let i = self.inner.info();
+        format!(
+            "osq.Model({:?}, bits={}, method={}, isa={}, threads={})",
+            i.params.display().to_string(),
+            i.bits,
+            i.method,
+            i.isa,
+            i.threads
+        )
+    }
+}
+
+fn method_of(s: &str) -> PyResult<osq::Method> {
+    osq::Method::parse(s).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "method {s:?}: expected one of minmax, minmax-mean, percentile, omse, os, os+"
+        ))
+    })
+}
+
+fn bits_of(s: &str) -> PyResult<osq::Bits> {
+    osq::Bits::parse(s).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "bits {s:?}: expected one of w8a8, w6a6, w4a8, w4a4"
+        ))
+    })
+}
+
+/// Calibrates the FP32 model `model_dir` on the texts of `data` and writes the parameter
+/// directory `output`; returns the calibration report as a dict.
+#[pyfunction]
+#[pyo3(signature = (model_dir, data, output, method = "minmax", bits = "w8a8", samples = 256, seed = 0, gamma = true, threads = 0))]
+#[allow(clippy::too_many_arguments)]
+fn calibrate(
+    py: Python<'_>,
+    model_dir: PathBuf,
+    data: PathBuf,
+    output: PathBuf,
+    method: &str,
+    bits: &str,
+    samples: usize,
+    seed: u64,
+    gamma: bool,
+    threads: usize,
+) -> PyResult<Py<PyAny>> {
+    let opts = osq::CalibOptions {
+        method: method_of(method)?,
+        bits: bits_of(bits)?,
+        samples,
+        seed,
+        gamma,
+        threads,
+        ..Default::default()
+    };
+    let report = py
+        .detach(|| -> osq::Result<serde_json::Value> {
+            let c = osq::calibrate(&model_dir, &data, &opts)?;
+            c.save(&output)?;
+            serde_json::to_value(c.report()).map_err(|e| osq::Error::Input(e.to_string()))
+        })
+        .map_err(to_py)?;
+    json_to_py(py, &report)
+}
+
+#[pymodule]
+fn _osq(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Model>()?;
+    m.add_function(wrap_pyfunction!(calibrate, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
