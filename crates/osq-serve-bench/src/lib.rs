@@ -14,6 +14,7 @@
 
 pub mod engine;
 pub mod grid;
+pub mod http;
 pub mod inputs;
 pub mod memory;
 pub mod ort;

@@ -39,6 +39,8 @@ enum Cmd {
     /// MinMax quantization through the osq-model library (fallback for tools/bench.sh when the
     /// `osq quantize` CLI is unavailable).
     Quantize(QuantizeArgs),
+    /// Closed-loop HTTP load test of a running `osq serve` (loopback only), every answer checked.
+    Http(osq_serve_bench::http::HttpArgs),
     /// Median ratios over several result files (rounds of tools/bench.sh).
     Summarize(SummarizeArgs),
     /// (internal) load one engine in this fresh process and report its memory as JSON.
@@ -225,6 +227,7 @@ fn main() {
         ),
         Some(Cmd::Quantize(a)) => quantize(a),
         Some(Cmd::Summarize(a)) => summarize(a),
+        Some(Cmd::Http(a)) => osq_serve_bench::http::cli(&a),
         None => bench(cli.bench),
     };
     if let Err(e) = r {
