@@ -7,8 +7,7 @@
 #   CONCURRENT=1 tools/bench.sh          # also the concurrent mode (4 clients, batching queue)
 #
 # Steps: fetch model/data if missing (tools/fetch_model.sh, tools/fetch_data.py); quantize int8
-# (w8a8) and int4 (w4a8) with `osq quantize` (falls back to `osq-serve-bench quantize`, the same
-# library calls, if the CLI is unavailable); build/check the ONNX Runtime models with
+# (w8a8) and int4 (w4a8) with `osq calibrate --method minmax`; build/check the ONNX Runtime models with
 # tools/onnx_bench.py (its own timing kept for reference); then ROUNDS rounds of osq-serve-bench
 # in which the osq engines AND ONNX Runtime (embedded Python worker, same token ids) are timed in
 # the same interleaved blocks; then the median over rounds of every ratio
@@ -44,12 +43,8 @@ fi
 
 # 2. Build (release).
 log "building (release)"
-cargo build --release -p osq-serve-bench
+cargo build --release -p osq-serve-bench -p osq
 BENCH="$ROOT/target/release/osq-serve-bench"
-HAVE_OSQ=0
-if cargo build --release --bin osq >/dev/null 2>&1 && "$ROOT/target/release/osq" quantize --help >/dev/null 2>&1; then
-  HAVE_OSQ=1
-fi
 
 # 3. Quantize (every run, ~10 s each: the parameter format follows the code; KEEP_PARAMS=1 reuses).
 quantize() { # bits dir
@@ -59,13 +54,9 @@ quantize() { # bits dir
     return
   fi
   rm -rf "$dir"
-  if [[ $HAVE_OSQ == 1 ]] && "$ROOT/target/release/osq" quantize --model "$MODEL" --data "$CALIB" \
-      --bits "$bits" --output "$dir"; then
-    log "quantized $bits with osq quantize -> $dir"
-  else
-    log "osq quantize unavailable or failed; MinMax through the library (osq-serve-bench quantize)"
-    "$BENCH" quantize --model "$MODEL" --calib "$CALIB" --bits "$bits" --out "$dir"
-  fi
+  "$ROOT/target/release/osq" calibrate --method minmax --model "$MODEL" --data "$CALIB" \
+    --bits "$bits" --output "$dir" --quiet
+  log "calibrated $bits (MinMax) with osq calibrate -> $dir"
 }
 mkdir -p "$OUT"
 quantize w8a8 "$P8"

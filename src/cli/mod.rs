@@ -37,6 +37,19 @@ pub enum Command {
     /// default; Percentile, OMSE, OS, OS+).
     #[command(alias = "quantize")]
     Calibrate(calibrate::CalibrateArgs),
+    /// (tests) Write the tiny generated BERT checkpoint the test suites use.
+    #[command(hide = true)]
+    TestingFixture(TestingFixtureArgs),
     /// The OS paper's Table 1 and Fig. 1 on a model (γ vs. non-scaling LayerNorm outliers).
     Report(calibrate::ReportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TestingFixtureArgs {
+    /// Directory to write the tiny model into.
+    #[arg(short = 'o', long = "output")]
+    pub output: std::path::PathBuf,
+    /// Seed of its random weights.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }

@@ -1,4 +1,4 @@
-//! `osq serve`: the library [`Model`](crate::Model) behind an HTTP API compatible with
+//! `osq serve`: the library [`Model`] behind an HTTP API compatible with
 //! text-embeddings-inference where TEI has the route (`/embed`, `/v1/embeddings`, `/health`,
 //! `/info`, `/metrics`, `/predict`).
 //!

@@ -381,6 +381,27 @@ pub fn remove_stale_temp_dirs() {
     }
 }
 
+/// Writes the tiny model (seed 1) into `root/model` and a MinMax W8A8 parameter directory of it,
+/// calibrated on [`SENTENCES`], into `root/params`; returns the parameter directory. For
+/// doctests and tests of the crates above this one.
+pub fn write_tiny_params(root: &Path) -> Result<std::path::PathBuf> {
+    use crate::quant::{format, minmax, BitsConfig, QuantModel, QuantParams};
+    let model = root.join("model");
+    write_tiny_bert(&model, 1)?;
+    let w = crate::BertWeights::load_dir(&model)?;
+    let tok = crate::Tokenizer::from_file(
+        &model.join("tokenizer.json"),
+        w.config.max_position_embeddings,
+    )?;
+    let batch = tok.encode_batch(SENTENCES, 64)?;
+    let ranges = minmax::collect(&w, &[batch], &crate::ThreadPool::single(), true)?;
+    let params = QuantParams::build(&w, &ranges, BitsConfig::W8A8, "minmax", true)?;
+    let qm = QuantModel::new(params)?;
+    let out = root.join("params");
+    format::save(&qm.params, &out, Some(&model))?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,25 +427,4 @@ mod tests {
             let _ = std::fs::remove_dir_all(d);
         }
     }
-}
-
-/// Writes the tiny model (seed 1) into `root/model` and a MinMax W8A8 parameter directory of it,
-/// calibrated on [`SENTENCES`], into `root/params`; returns the parameter directory. For
-/// doctests and tests of the crates above this one.
-pub fn write_tiny_params(root: &Path) -> Result<std::path::PathBuf> {
-    use crate::quant::{format, minmax, BitsConfig, QuantModel, QuantParams};
-    let model = root.join("model");
-    write_tiny_bert(&model, 1)?;
-    let w = crate::BertWeights::load_dir(&model)?;
-    let tok = crate::Tokenizer::from_file(
-        &model.join("tokenizer.json"),
-        w.config.max_position_embeddings,
-    )?;
-    let batch = tok.encode_batch(SENTENCES, 64)?;
-    let ranges = minmax::collect(&w, &[batch], &crate::ThreadPool::single(), true)?;
-    let params = QuantParams::build(&w, &ranges, BitsConfig::W8A8, "minmax", true)?;
-    let qm = QuantModel::new(params)?;
-    let out = root.join("params");
-    format::save(&qm.params, &out, Some(&model))?;
-    Ok(out)
 }

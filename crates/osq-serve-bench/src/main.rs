@@ -36,9 +36,6 @@ struct Cli {
 enum Cmd {
     /// Per-stage timing of the integer forward (GEMMs, attention, softmax, LN, GELU, packing).
     Profile(ProfileArgs),
-    /// MinMax quantization through the osq-model library (fallback for tools/bench.sh when the
-    /// `osq quantize` CLI is unavailable).
-    Quantize(QuantizeArgs),
     /// Closed-loop HTTP load test of a running `osq serve` (loopback only), every answer checked.
     Http(osq_serve_bench::http::HttpArgs),
     /// Median ratios over several result files (rounds of tools/bench.sh).
@@ -165,26 +162,6 @@ struct ProfileArgs {
 }
 
 #[derive(Args, Debug)]
-struct QuantizeArgs {
-    #[arg(long)]
-    model: PathBuf,
-    /// Calibration sentences, one per line.
-    #[arg(long, default_value = "data/movie/calib.txt")]
-    calib: PathBuf,
-    /// w8a8, w6a6, w4a8 or w4a4.
-    #[arg(long, default_value = "w8a8")]
-    bits: String,
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long, default_value_t = 128)]
-    max_len: usize,
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
-}
-
-#[derive(Args, Debug)]
 struct SummarizeArgs {
     /// results.json files (one per round).
     #[arg(required = true)]
@@ -225,7 +202,6 @@ fn main() {
             a.runs,
             a.json.as_deref(),
         ),
-        Some(Cmd::Quantize(a)) => quantize(a),
         Some(Cmd::Summarize(a)) => summarize(a),
         Some(Cmd::Http(a)) => osq_serve_bench::http::cli(&a),
         None => bench(cli.bench),
@@ -769,38 +745,6 @@ fn concurrent(a: &BenchArgs, clients: usize, sentences: &[String]) -> Result<()>
     } else {
         log("concurrent: every answer matched the sentence computed alone (bit-identical)");
     }
-    Ok(())
-}
-
-fn quantize(a: QuantizeArgs) -> Result<()> {
-    use osq_model::fp32::ThreadPool;
-    use osq_model::quant::{format, minmax, BitsConfig, QuantParams};
-    let bits = BitsConfig::parse(&a.bits)
-        .ok_or_else(|| anyhow!("--bits {}: expected w8a8, w6a6, w4a8 or w4a4", a.bits))?;
-    if a.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    let m = osq_model::BertModel::load(&a.model)
-        .with_context(|| format!("loading {}", a.model.display()))?;
-    let sents = read_sentences(&a.calib)?;
-    let texts: Vec<&str> = sents.iter().map(|s| s.as_str()).collect();
-    let batches = texts
-        .chunks(a.batch)
-        .map(|c| m.tokenizer.encode_batch(c, a.max_len))
-        .collect::<osq_model::Result<Vec<_>>>()?;
-    let exec = ThreadPool::new(a.threads).map_err(|e| anyhow!("{e}"))?;
-    let t0 = Instant::now();
-    let ranges = minmax::collect(&m.weights, &batches, &exec, true)?;
-    let p = QuantParams::build(&m.weights, &ranges, bits, "minmax", true)?;
-    format::save(&p, &a.out, Some(&a.model))?;
-    log(&format!(
-        "MinMax {} over {} sentences from {} -> {} ({:.1} s)",
-        bits,
-        sents.len(),
-        a.calib.display(),
-        a.out.display(),
-        t0.elapsed().as_secs_f64()
-    ));
     Ok(())
 }
 

@@ -5,9 +5,9 @@
 //! - [`minmax`]: node ranges from the FP32 observer hook (MinMax calibration).
 //! - [`graph`]: FP32 weights + ranges → [`graph::QuantParams`] (γ migration, weight codes) and
 //!   [`graph::QuantModel`] (derived integer constants of docs/quant-graph.md).
-//! - [`format`]: the `quant.safetensors` + `quant.json` parameter directory.
+//! - [`mod@format`]: the `quant.safetensors` + `quant.json` parameter directory.
 //! - [`nonlin`]: integer softmax / LayerNorm / GELU thresholds.
-//! - [`reference`]: deploy-mode fake-quant executor (straightforward, exact).
+//! - [`mod@reference`]: deploy-mode fake-quant executor (straightforward, exact).
 //! - [`paper`]: paper-mode fake-quant executor (plain f32, as PyTorch would run it).
 //! - [`integer`]: the optimized integer executor on osq-kernels.
 //! - [`rows`]: its per-row steps on `osq_kernels::rowops`, the definitions as fallback.

@@ -94,7 +94,7 @@ fn tiny(c: &mut Criterion) {
 }
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn param_dir(var: &str, default: &str) -> Option<PathBuf> {

@@ -1,0 +1,38 @@
+"""Shared fixtures: the osq CLI binary and a tiny generated model calibrated through the wheel."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import osq
+
+ROOT = Path(__file__).resolve().parents[2]
+OSQ = os.environ.get("OSQ_BIN", str(ROOT / "target" / "release" / "osq"))
+SENTENCES = [
+    "the cat sat on the mat.",
+    "this movie is very good!",
+    "i hate that bad film, and the dog was not great.",
+    "we love it",
+    "she runs",
+    "they loved the movie, it was a great film and i love this",
+    "is it good? not very.",
+    "a dog",
+]
+
+
+@pytest.fixture(scope="session")
+def params(tmp_path_factory):
+    """A tiny generated BERT (the CLI's test fixture writer), calibrated through the wheel."""
+    root = tmp_path_factory.mktemp("osq")
+    model = root / "model"
+    subprocess.run([OSQ, "testing-fixture", "--output", str(model)], check=True)
+    data = root / "calib.txt"
+    data.write_text("\n".join(SENTENCES) + "\n")
+    out = root / "params"
+    report = osq.calibrate(model, data, out, method="minmax", bits="w8a8", threads=1)
+    assert report["method"] == "minmax" and report["samples"] == len(SENTENCES)
+    return out
+
+
