@@ -56,3 +56,28 @@ impl Error {
         }
     }
 }
+
+/// `e` and its causes joined by `: `, skipping a cause whose text the message before it already
+/// ends with (errors that print their source inline would otherwise repeat it): the one-line
+/// message every osq command prints.
+///
+/// ```
+/// let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+/// let e = osq::Error::Io { path: "x.txt".into(), source: io };
+/// assert_eq!(osq::error_message(&e), "x.txt: gone");
+/// ```
+pub fn error_message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
+}

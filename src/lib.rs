@@ -28,7 +28,7 @@ mod verify;
 
 pub use calibrate::{calibrate, Bits, CalibOptions, Calibration, Method};
 pub use embeddings::Embeddings;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{error_message, Error, ErrorKind, Result};
 pub use model::{EmbedOptions, Model, ModelInfo, ModelOptions};
 pub use osq_kernels::Isa;
 pub use verify::{IsaResult, VerifyOptions, VerifyReport};

@@ -28,24 +28,8 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("osq: error: {}", error_chain(&e));
+            eprintln!("osq: error: {}", osq::error_message(e.as_ref()));
             ExitCode::from(2)
         }
     }
-}
-
-/// The error and its causes joined by `: `, skipping a cause whose text the message before it
-/// already ends with (our error types print their source inline, anyhow's `{:#}` would repeat it).
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !out.ends_with(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-    }
-    out
 }

@@ -147,6 +147,7 @@ impl Model {
         let max_pos = p.config.max_position_embeddings;
         let max_length = opts.max_length.unwrap_or(max_pos).min(max_pos);
         let tok = Tokenizer::from_file(&dir.join("tokenizer.json"), max_pos)?;
+        tok.check_against(p.config.vocab_size)?;
         let int = IntegerModel::new(QuantModel::new(p)?)?;
         let threads = resolve_threads(opts.threads);
         let pool = rayon::ThreadPoolBuilder::new()

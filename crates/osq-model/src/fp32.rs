@@ -310,10 +310,19 @@ pub fn softmax_masked(
 /// Masked softmax of one row (see [`softmax_masked`]).
 pub fn softmax_row_masked(row: &mut [f32], mask: &[u8]) {
     let mut max = f32::NEG_INFINITY;
+    let mut nan = false;
     for (v, &m) in row.iter().zip(mask) {
-        if m != 0 && *v > max {
-            max = *v;
+        if m != 0 {
+            nan |= v.is_nan();
+            if *v > max {
+                max = *v;
+            }
         }
+    }
+    // a NaN score stays visible (as numpy's softmax keeps it), never a silent zero row
+    if nan {
+        row.fill(f32::NAN);
+        return;
     }
     if max == f32::NEG_INFINITY {
         row.fill(0.0);

@@ -1,4 +1,5 @@
-//! osq-model: BERT loading, the FP32 reference forward and (later) the quantized graph.
+//! osq-model: BERT loading, the FP32 reference forward, the nine-node quantized graph and its
+//! executors (deploy-mode and paper-mode fake-quant, integer).
 //!
 //! FP32 half: [`config`] (HF `config.json`), [`weights`] (safetensors → owned `f32`),
 //! [`tokenize`] (padded batches), [`fp32`] (forward with observation hooks, pooling, heads),

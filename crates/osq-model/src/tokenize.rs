@@ -160,6 +160,30 @@ impl Tokenizer {
         })
     }
 
+    /// Refuses a tokenizer that does not fit a model with `vocab_size` embedding rows (an id
+    /// past the table would read another model's rows) or that adds no special tokens.
+    pub fn check_against(&self, vocab_size: usize) -> Result<()> {
+        let n = self.inner.get_vocab_size(true);
+        if n > vocab_size {
+            return Err(ModelError::Corrupt {
+                path: self.path.clone(),
+                msg: format!(
+                    "{n} tokens but the model has {vocab_size} embedding rows: the tokenizer is from another model"
+                ),
+            });
+        }
+        if self.added(false) == 0 {
+            return Err(ModelError::Corrupt {
+                path: self.path.clone(),
+                msg:
+                    "no post-processor adding [CLS]/[SEP]: texts would encode without the special \
+                      tokens the model was trained with"
+                        .into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Id used for padding (`[PAD]`, else 0).
     pub fn pad_id(&self) -> u32 {
         self.pad_id

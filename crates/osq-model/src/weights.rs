@@ -225,11 +225,22 @@ impl Reader<'_, '_> {
                 actual: t.shape().to_vec(),
             });
         }
-        convert_to_f32(t.dtype(), t.data()).ok_or_else(|| ModelError::Dtype {
+        let v = convert_to_f32(t.dtype(), t.data()).ok_or_else(|| ModelError::Dtype {
             path: self.path.clone(),
-            tensor: found,
+            tensor: found.clone(),
             dtype: format!("{:?}", t.dtype()),
-        })
+        })?;
+        // a NaN or inf weight makes every answer meaningless: refuse it by name
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(ModelError::Corrupt {
+                path: self.path.clone(),
+                msg: format!(
+                    "tensor `{found}` element {i} is {} (the checkpoint is corrupt)",
+                    v[i]
+                ),
+            });
+        }
+        Ok(v)
     }
 
     fn linear(&self, prefix: &str, out: usize, inp: usize) -> Result<Linear> {

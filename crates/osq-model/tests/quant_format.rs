@@ -8,11 +8,19 @@ use quant_support::*;
 use serde_json::Value;
 use std::path::Path;
 
+/// Edits `quant.json` and records its new SHA-256 (as a forger would: the schema checks behind
+/// the digest must still catch the edit).
 fn edit_json(dir: &Path, f: impl FnOnce(&mut Value)) {
     let p = dir.join("quant.json");
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     f(&mut v);
-    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+    let text = serde_json::to_string(&v).unwrap();
+    std::fs::write(&p, &text).unwrap();
+    std::fs::write(
+        dir.join("quant.json.sha256"),
+        format::sha256_hex(text.as_bytes()),
+    )
+    .unwrap();
 }
 
 /// Records the current SHA-256 of every file in `quant.json`, as a forger would: the checks
@@ -20,6 +28,15 @@ fn edit_json(dir: &Path, f: impl FnOnce(&mut Value)) {
 fn reseal(dir: &Path) {
     edit_json(dir, |v| {
         for f in ["quant.safetensors", "tokenizer.json", "config.json"] {
+            let bytes = std::fs::read(dir.join(f)).unwrap();
+            v["files"][f] = format::sha256_hex(&bytes).into();
+        }
+    });
+}
+
+fn reseal_without_config(dir: &Path) {
+    edit_json(dir, |v| {
+        for f in ["quant.safetensors", "tokenizer.json"] {
             let bytes = std::fs::read(dir.join(f)).unwrap();
             v["files"][f] = format::sha256_hex(&bytes).into();
         }
@@ -133,7 +150,54 @@ fn damaged_files_give_clear_errors() {
     assert!(load_err(&d).contains("layers[0].ffn1_absmax"));
     let d = copy_dir(&good);
     std::fs::write(d.join("quant.json"), "{ not json").unwrap();
+    let e = load_err(&d);
+    assert!(e.contains("quant.json") && e.contains("SHA-256"), "{e}");
+    std::fs::write(
+        d.join("quant.json.sha256"),
+        format::sha256_hex(b"{ not json"),
+    )
+    .unwrap();
     assert!(load_err(&d).contains("quant.json"));
+    // an unknown field, an f64 that is inf as f32, an eps that flushes to zero in f32
+    let d = copy_dir(&good);
+    edit_json(&d, |v| v["extra"] = 1.into());
+    let e = load_err(&d);
+    assert!(e.contains("extra") && e.contains("unknown field"), "{e}");
+    edit_json(&d, |v| {
+        v.as_object_mut().unwrap().remove("extra");
+        v["embeddings"]["sum_absmax"] = 1e300.into();
+    });
+    let e = load_err(&d);
+    assert!(
+        e.contains("embeddings.sum_absmax") && e.contains("plausible"),
+        "{e}"
+    );
+    let d = copy_dir(&good);
+    for bad in [1e-300, 1e10, 0.0] {
+        edit_json(&d, |v| v["eps"] = bad.into());
+        let e = load_err(&d);
+        assert!(e.contains("eps"), "{bad}: {e}");
+    }
+    let d = copy_dir(&good);
+    edit_json(&d, |v| v["weight_bits"] = 3.into());
+    assert!(load_err(&d).contains("weight_bits"));
+    let d = copy_dir(&good);
+    edit_json(&d, |v| v["model"]["num_attention_heads"] = 8.into());
+    let e = load_err(&d);
+    assert!(
+        e.contains("config.json") && e.contains("num_attention_heads"),
+        "{e}"
+    );
+    // a quant.json edited without its digest
+    let d = copy_dir(&good);
+    let t = std::fs::read_to_string(d.join("quant.json")).unwrap();
+    std::fs::write(
+        d.join("quant.json"),
+        t.replacen("\"method\": \"minmax\"", "\"method\": \"os\"", 1),
+    )
+    .unwrap();
+    let e = load_err(&d);
+    assert!(e.contains("quant.json") && e.contains("edited"), "{e}");
     let d = copy_dir(&good);
     std::fs::remove_file(d.join("quant.json")).unwrap();
     assert!(load_err(&d).contains("quant.json"));
@@ -146,6 +210,19 @@ fn damaged_files_give_clear_errors() {
     v["layers"] = format::to_json(&p)["layers"].clone();
     std::fs::write(d.join("quant.json"), v.to_string()).unwrap();
     reseal(&d);
+    // the directory's config.json (the model's) is cross-checked first
+    let e = load_err(&d);
+    assert!(
+        e.contains("config.json")
+            && e.contains("intermediate_size")
+            && e.contains("different models"),
+        "{e}"
+    );
+    std::fs::remove_file(d.join("config.json")).unwrap();
+    edit_json(&d, |v| {
+        v["files"].as_object_mut().unwrap().remove("config.json");
+    });
+    reseal_without_config(&d);
     let e = load_err(&d);
     assert!(
         e.contains("quant.safetensors") && e.contains("layers.0.ffn1.codes") && e.contains("shape"),

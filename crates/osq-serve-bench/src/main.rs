@@ -207,8 +207,8 @@ fn main() {
         None => bench(cli.bench),
     };
     if let Err(e) = r {
-        eprintln!("osq-serve-bench: error: {e:#}");
-        std::process::exit(1);
+        eprintln!("osq-serve-bench: error: {}", osq::error_message(e.as_ref()));
+        std::process::exit(2);
     }
 }
 
@@ -664,6 +664,15 @@ fn concurrent(a: &BenchArgs, clients: usize, sentences: &[String]) -> Result<()>
         .ok_or_else(|| anyhow!("no engine"))?;
     if a.serve_threads == 0 {
         bail!("--serve-threads must be at least 1");
+    }
+    if clients == 0 || a.requests == 0 {
+        bail!("--concurrent and --requests must be at least 1");
+    }
+    if a.max_wait_us > 10_000_000 {
+        bail!(
+            "--max-wait-us {}: at most 10 000 000 (10 s) per batch",
+            a.max_wait_us
+        );
     }
     positive("max-batch", &a.max_batch, 1)?;
     let n = a.serve_sentences.min(sentences.len()).max(1);

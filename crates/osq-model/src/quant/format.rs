@@ -33,9 +33,12 @@ pub const FORMAT_NAME: &str = "osq-quant";
 pub const FORMAT_VERSION: u64 = 2;
 pub const TENSORS_FILE: &str = "quant.safetensors";
 pub const JSON_FILE: &str = "quant.json";
+/// The SHA-256 of `quant.json` itself (which records the digests of the other files).
+pub const JSON_DIGEST_FILE: &str = "quant.json.sha256";
 /// Files a parameter directory may hold (what [`save`] writes, and `calibration.json`).
-pub const DIR_FILES: [&str; 5] = [
+pub const DIR_FILES: [&str; 6] = [
     JSON_FILE,
+    JSON_DIGEST_FILE,
     TENSORS_FILE,
     "tokenizer.json",
     "config.json",
@@ -174,6 +177,10 @@ pub fn save_with(
         path: jpath.clone(),
         source: e,
     })?;
+    files.push((
+        JSON_DIGEST_FILE.into(),
+        format!("{}  {JSON_FILE}\n", sha256_hex(text.as_bytes())).into_bytes(),
+    ));
     files.push((JSON_FILE.into(), text.into_bytes()));
     let protect: Vec<&Path> = model_dir.into_iter().collect();
     crate::atomic::write_dir(dir, &protect, &DIR_FILES, |tmp| {
@@ -259,6 +266,75 @@ fn tensor_bytes(p: &QuantParams, dir: &Path) -> Result<Vec<u8>> {
     safetensors::serialize(views, None).map_err(st_err)
 }
 
+/// Plausibility bounds of what calibration can produce for a real encoder: far outside them a
+/// value is corruption, and would otherwise only surface as a derived fixed-point constant.
+mod bounds {
+    /// LayerNorm eps.
+    pub const EPS: (f64, f64) = (1e-13, 1e-2);
+    /// Absolute maxima of the fixed-point intermediates (residual sums, FFN1 output).
+    pub const ABSMAX: (f64, f64) = (1e-6, 1e6);
+    /// Activation quantizer scales.
+    pub const ACT_SCALE: (f64, f64) = (1e-9, 1e4);
+    /// |γ|, |β|, |bias|, weight and embedding scales.
+    pub const PARAM: f32 = 1e5;
+}
+
+/// `quant.json`, as written by [`to_json`]: every field is read or the file is refused.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Doc {
+    // checked before the typed parse (a newer file must say so, not fail on a new field)
+    #[allow(dead_code)]
+    format: String,
+    #[allow(dead_code)]
+    version: u64,
+    model: Value,
+    bits: String,
+    weight_bits: u32,
+    act_bits: u32,
+    method: String,
+    eps: f64,
+    fixed_frac_bits: u32,
+    migration: MigrationDoc,
+    embeddings: EmbDoc,
+    layers: Vec<LayerDoc>,
+    files: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrationDoc {
+    gamma: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmbDoc {
+    sum_absmax: f64,
+    s_r: f64,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LayerDoc {
+    nodes: std::collections::BTreeMap<String, NodeDoc>,
+    attn_residual_absmax: f64,
+    ffn_residual_absmax: f64,
+    ffn1_absmax: f64,
+    s_r_attn: f64,
+    s_r_ffn: f64,
+    s_h: f64,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeDoc {
+    scale: f64,
+    zero_point: i32,
+    qmin: i32,
+    qmax: i32,
+}
+
 struct J<'a> {
     path: &'a Path,
 }
@@ -271,28 +347,34 @@ impl J<'_> {
             msg: msg.into(),
         }
     }
-    fn get<'v>(&self, v: &'v Value, field: &str, key: &str) -> Result<&'v Value> {
-        v.get(key)
-            .ok_or_else(|| self.err(&format!("{field}{key}"), "missing (required)"))
-    }
-    fn f32(&self, v: &Value, field: &str, key: &str) -> Result<f32> {
-        let x = self.get(v, field, key)?;
-        match x.as_f64() {
-            Some(f) if f.is_finite() && f > 0.0 => Ok(f as f32),
-            _ => Err(self.err(
-                &format!("{field}{key}"),
-                format!("expected a positive number, found {x}"),
-            )),
+
+    /// `x` as f32 within `[lo, hi]`: finite, no overflow or flush to zero in the conversion.
+    fn f32_in(&self, field: &str, x: f64, (lo, hi): (f64, f64)) -> Result<f32> {
+        let f = x as f32;
+        if !(x.is_finite() && f.is_finite() && x >= lo && x <= hi && f > 0.0) {
+            return Err(self.err(
+                field,
+                format!(
+                    "{x} is outside the plausible range [{lo:e}, {hi:e}]: the file is probably \
+                     corrupt or from another model"
+                ),
+            ));
         }
+        Ok(f)
     }
-    fn str<'v>(&self, v: &'v Value, field: &str, key: &str) -> Result<&'v str> {
-        let x = self.get(v, field, key)?;
-        x.as_str().ok_or_else(|| {
-            self.err(
-                &format!("{field}{key}"),
-                format!("expected a string, found {x}"),
-            )
-        })
+
+    /// The fixed-point scale of an absmax field, checked against its stored copy `s`.
+    fn fixed_scale(&self, field: &str, absmax: f64, s_field: &str, s: f64) -> Result<f64> {
+        let a = self.f32_in(field, absmax, bounds::ABSMAX)?;
+        let want = scale_of(a);
+        // the copy is informational; serde_json's default float parser may be 1 ulp off
+        if !((s - want).abs() <= want * 1e-12) {
+            return Err(self.err(
+                s_field,
+                format!("{s} does not match {field} = {absmax} (expected {want}): the file was edited or is corrupt"),
+            ));
+        }
+        Ok(want)
     }
 }
 
@@ -333,10 +415,18 @@ impl T<'_, '_> {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(ModelError::Safetensors {
+        if let Some(i) = v
+            .iter()
+            .position(|x| !(x.is_finite() && x.abs() <= bounds::PARAM))
+        {
+            return Err(ModelError::Corrupt {
                 path: self.path.clone(),
-                msg: format!("tensor `{name}`: element {i} is not finite"),
+                msg: format!(
+                    "tensor `{name}[{i}]` = {} is not a plausible value (finite, |x| ≤ {:e}): the \
+                     file is probably corrupt or from another model",
+                    v[i],
+                    bounds::PARAM
+                ),
             });
         }
         Ok(v)
@@ -360,9 +450,12 @@ impl T<'_, '_> {
         }
         let scales = self.f32s(&format!("{name}.scales"), &[rows])?;
         if let Some(i) = scales.iter().position(|&s| s <= 0.0) {
-            return Err(ModelError::Safetensors {
+            return Err(ModelError::Corrupt {
                 path: self.path.clone(),
-                msg: format!("tensor `{name}.scales`: element {i} is not positive"),
+                msg: format!(
+                    "tensor `{name}.scales[{i}]` = {} is not positive",
+                    scales[i]
+                ),
             });
         }
         Ok(QTable {
@@ -392,9 +485,13 @@ impl T<'_, '_> {
 }
 
 /// Reads `dir/name` and checks it against the SHA-256 that `quant.json` records for it.
-fn read_checked(dir: &Path, j: &J, v: &Value, name: &str) -> Result<Vec<u8>> {
-    let files = j.get(v, "", "files")?;
-    let want = files.get(name).and_then(Value::as_str).ok_or_else(|| {
+fn read_checked(
+    dir: &Path,
+    j: &J,
+    files: &std::collections::BTreeMap<String, String>,
+    name: &str,
+) -> Result<Vec<u8>> {
+    let want = files.get(name).ok_or_else(|| {
         j.err(
             &format!("files.{name}"),
             "missing (the SHA-256 of that file)",
@@ -403,7 +500,7 @@ fn read_checked(dir: &Path, j: &J, v: &Value, name: &str) -> Result<Vec<u8>> {
     let path = dir.join(name);
     let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
     let got = sha256_hex(&bytes);
-    if got != want {
+    if &got != want {
         return Err(ModelError::Corrupt {
             path,
             msg: format!(
@@ -415,21 +512,116 @@ fn read_checked(dir: &Path, j: &J, v: &Value, name: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Reads a parameter directory written by [`save`].
+/// `quant.json` must match the SHA-256 in `quant.json.sha256` (written `HEX  quant.json`).
+fn check_json_digest(dir: &Path, json: &[u8]) -> Result<()> {
+    let dpath = dir.join(JSON_DIGEST_FILE);
+    let text = std::fs::read_to_string(&dpath).map_err(|e| ModelError::io(&dpath, e))?;
+    let want = text.split_whitespace().next().unwrap_or("");
+    let got = sha256_hex(json);
+    if got != want {
+        return Err(ModelError::Corrupt {
+            path: dir.join(JSON_FILE),
+            msg: format!(
+                "SHA-256 {got} differs from {want:.64} recorded in {JSON_DIGEST_FILE}: the file was \
+                 edited or is corrupt; re-run osq calibrate"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The directory's `config.json` (the model's own) must describe the model of `quant.json`.
+fn cross_check_config(dir: &Path, bytes: &[u8], want: &BertConfig) -> Result<()> {
+    let path = dir.join("config.json");
+    let text = std::str::from_utf8(bytes).map_err(|_| ModelError::Corrupt {
+        path: path.clone(),
+        msg: "not UTF-8".into(),
+    })?;
+    let got = BertConfig::from_json_str(text, &path)?;
+    let fields: [(&str, String, String); 9] = [
+        (
+            "vocab_size",
+            got.vocab_size.to_string(),
+            want.vocab_size.to_string(),
+        ),
+        (
+            "hidden_size",
+            got.hidden_size.to_string(),
+            want.hidden_size.to_string(),
+        ),
+        (
+            "num_hidden_layers",
+            got.num_hidden_layers.to_string(),
+            want.num_hidden_layers.to_string(),
+        ),
+        (
+            "num_attention_heads",
+            got.num_attention_heads.to_string(),
+            want.num_attention_heads.to_string(),
+        ),
+        (
+            "intermediate_size",
+            got.intermediate_size.to_string(),
+            want.intermediate_size.to_string(),
+        ),
+        (
+            "max_position_embeddings",
+            got.max_position_embeddings.to_string(),
+            want.max_position_embeddings.to_string(),
+        ),
+        (
+            "type_vocab_size",
+            got.type_vocab_size.to_string(),
+            want.type_vocab_size.to_string(),
+        ),
+        (
+            "layer_norm_eps",
+            (got.layer_norm_eps as f32).to_string(),
+            (want.layer_norm_eps as f32).to_string(),
+        ),
+        (
+            "hidden_act",
+            got.hidden_act.clone(),
+            want.hidden_act.clone(),
+        ),
+    ];
+    for (f, g, w) in fields {
+        if g != w {
+            return Err(ModelError::Corrupt {
+                path: path.clone(),
+                msg: format!(
+                    "field `{f}` is {g} but {JSON_FILE} says model.{f} = {w}: the files are from \
+                     different models"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads a parameter directory written by [`save`]: `quant.json` against its schema (every
+/// field read or refused, values within plausible bounds), every file against its recorded
+/// SHA-256, the directory's `config.json` against `quant.json`'s model.
 pub fn load(dir: &Path) -> Result<QuantParams> {
     let jpath = dir.join(JSON_FILE);
-    let text = std::fs::read_to_string(&jpath).map_err(|e| ModelError::io(&jpath, e))?;
+    let raw = std::fs::read(&jpath).map_err(|e| ModelError::io(&jpath, e))?;
+    check_json_digest(dir, &raw)?;
+    let text = String::from_utf8(raw).map_err(|_| ModelError::Corrupt {
+        path: jpath.clone(),
+        msg: "not UTF-8".into(),
+    })?;
     let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::Json {
         path: jpath.clone(),
         source: e,
     })?;
     let j = J { path: &jpath };
-    let format = j.str(&v, "", "format")?;
-    if format != FORMAT_NAME {
-        return Err(j.err("format", format!("\"{format}\" is not \"{FORMAT_NAME}\"")));
+    // format and version first: a newer file should say so, not fail on a new field
+    match v.get("format").and_then(Value::as_str) {
+        Some(FORMAT_NAME) => {}
+        Some(f) => return Err(j.err("format", format!("\"{f}\" is not \"{FORMAT_NAME}\""))),
+        None => return Err(j.err("format", "missing (required) or not a string")),
     }
-    let version = j.get(&v, "", "version")?;
-    match version.as_u64() {
+    match v.get("version").and_then(Value::as_u64) {
         Some(FORMAT_VERSION) => {}
         Some(n) if n > FORMAT_VERSION => {
             return Err(j.err(
@@ -445,57 +637,91 @@ pub fn load(dir: &Path) -> Result<QuantParams> {
                 ),
             ))
         }
-        None => return Err(j.err("version", format!("expected an integer, found {version}"))),
+        None => return Err(j.err("version", "missing (required) or not an integer")),
     }
-    let model = j.get(&v, "", "model")?;
-    let config = BertConfig::from_json_str(&model.to_string(), &jpath).map_err(|e| match e {
-        ModelError::Config { path, field, msg } => ModelError::Config {
-            path,
-            field: format!("model.{field}"),
-            msg,
-        },
-        e => e,
+    let doc: Doc = serde_path_to_error::deserialize(v).map_err(|e| {
+        let field = e.path().to_string();
+        j.err(&field, e.into_inner().to_string())
     })?;
-    let bits_s = j.str(&v, "", "bits")?;
-    let bits = BitsConfig::parse(bits_s).ok_or_else(|| {
+    for name in doc.files.keys() {
+        if !DIR_FILES.contains(&name.as_str()) || name == JSON_FILE {
+            return Err(j.err(
+                &format!("files.{name}"),
+                "not a file of a parameter directory",
+            ));
+        }
+    }
+    let config =
+        BertConfig::from_json_str(&doc.model.to_string(), &jpath).map_err(|e| match e {
+            ModelError::Config { path, field, msg } => ModelError::Config {
+                path,
+                field: format!("model.{field}"),
+                msg,
+            },
+            e => e,
+        })?;
+    let bits = BitsConfig::parse(&doc.bits).ok_or_else(|| {
         j.err(
             "bits",
-            format!("\"{bits_s}\" is not one of w8a8, w6a6, w4a8, w4a4"),
+            format!("\"{}\" is not one of w8a8, w6a6, w4a8, w4a4", doc.bits),
         )
     })?;
-    let method = j.str(&v, "", "method")?.to_string();
-    let eps = j.f32(&v, "", "eps")? as f64;
-    let ffb = j.get(&v, "", "fixed_frac_bits")?;
-    if ffb.as_u64() != Some(FIXED_FRAC_BITS as u64) {
-        return Err(j.err("fixed_frac_bits", format!("{ffb} is not {FIXED_FRAC_BITS}")));
+    if doc.weight_bits != bits.weight_bits() || doc.act_bits != bits.act_bits() {
+        return Err(j.err(
+            "weight_bits",
+            format!(
+                "weight_bits {} / act_bits {} do not match bits \"{}\"",
+                doc.weight_bits, doc.act_bits, doc.bits
+            ),
+        ));
     }
-    let mig = j.get(&v, "", "migration")?;
-    let migrate = j
-        .get(mig, "migration.", "gamma")?
-        .as_bool()
-        .ok_or_else(|| j.err("migration.gamma", "expected true or false"))?;
-    let emb = j.get(&v, "", "embeddings")?;
-    let s_r_emb = scale_of(j.f32(emb, "embeddings.", "sum_absmax")?);
-    let lv = j
-        .get(&v, "", "layers")?
-        .as_array()
-        .ok_or_else(|| j.err("layers", "expected an array"))?;
+    if doc.fixed_frac_bits != FIXED_FRAC_BITS {
+        return Err(j.err(
+            "fixed_frac_bits",
+            format!("{} is not {FIXED_FRAC_BITS}", doc.fixed_frac_bits),
+        ));
+    }
+    let eps = j.f32_in("eps", doc.eps, bounds::EPS)?;
+    if eps != config.layer_norm_eps as f32 {
+        return Err(j.err(
+            "eps",
+            format!(
+                "{eps} differs from model.layer_norm_eps {}: the file was edited or is corrupt",
+                config.layer_norm_eps
+            ),
+        ));
+    }
+    let eps = eps as f64;
+    let method = doc.method;
+    let migrate = doc.migration.gamma;
+    let s_r_emb = j.fixed_scale(
+        "embeddings.sum_absmax",
+        doc.embeddings.sum_absmax,
+        "embeddings.s_r",
+        doc.embeddings.s_r,
+    )?;
     let nl = config.num_hidden_layers;
-    if lv.len() != nl {
+    if doc.layers.len() != nl {
         return Err(j.err(
             "layers",
-            format!("{} entries but model.num_hidden_layers is {nl}", lv.len()),
+            format!(
+                "{} entries but model.num_hidden_layers is {nl}",
+                doc.layers.len()
+            ),
         ));
     }
     let (amin, amax) = bits.act_range();
 
-    let tpath = dir.join(TENSORS_FILE);
-    let tensors = read_checked(dir, &j, &v, TENSORS_FILE)?;
+    let tensors = read_checked(dir, &j, &doc.files, TENSORS_FILE)?;
     for f in ["tokenizer.json", "config.json"] {
-        if dir.join(f).exists() || j.get(&v, "", "files")?.get(f).is_some() {
-            read_checked(dir, &j, &v, f)?;
+        if dir.join(f).exists() || doc.files.contains_key(f) {
+            let bytes = read_checked(dir, &j, &doc.files, f)?;
+            if f == "config.json" {
+                cross_check_config(dir, &bytes, &config)?;
+            }
         }
     }
+    let tpath = dir.join(TENSORS_FILE);
     let st = SafeTensors::deserialize(&tensors).map_err(|e| ModelError::Safetensors {
         path: tpath.clone(),
         msg: e.to_string(),
@@ -506,24 +732,30 @@ pub fn load(dir: &Path) -> Result<QuantParams> {
     };
     let (h, inter) = (config.hidden_size, config.intermediate_size);
     let mut layers = Vec::with_capacity(nl);
-    for (l, lj) in lv.iter().enumerate() {
+    for (l, lj) in doc.layers.iter().enumerate() {
         let f = format!("layers[{l}].");
-        let nj = j.get(lj, &f, "nodes")?;
         let mut nodes = [None; 9];
+        for name in lj.nodes.keys() {
+            match Node::parse(name) {
+                Some(n) if n.in_layer(l) => {}
+                _ => return Err(j.err(&format!("{f}nodes.{name}"), "not a node of this layer")),
+            }
+        }
         for n in Node::ALL {
             if !n.in_layer(l) {
                 continue;
             }
             let field = format!("{f}nodes.{}", n.name());
-            let x = nj
+            let x = lj
+                .nodes
                 .get(n.name())
                 .ok_or_else(|| j.err(&field, "missing (required)"))?;
-            let q: QParams = serde_json::from_value(x.clone()).map_err(|e| {
-                j.err(
-                    &field,
-                    format!("expected {{scale, zero_point, qmin, qmax}}: {e}"),
-                )
-            })?;
+            let q = QParams {
+                scale: j.f32_in(&format!("{field}.scale"), x.scale, bounds::ACT_SCALE)?,
+                zero_point: x.zero_point,
+                qmin: x.qmin,
+                qmax: x.qmax,
+            };
             if !q.is_valid() || q.qmin != amin || q.qmax != amax {
                 return Err(j.err(
                     &field,
@@ -551,9 +783,24 @@ pub fn load(dir: &Path) -> Result<QuantParams> {
                 ln_migrated(Some(l), true, nl, migrate),
             )?,
             nodes,
-            s_r_attn: scale_of(j.f32(lj, &f, "attn_residual_absmax")?),
-            s_r_ffn: scale_of(j.f32(lj, &f, "ffn_residual_absmax")?),
-            s_h: scale_of(j.f32(lj, &f, "ffn1_absmax")?),
+            s_r_attn: j.fixed_scale(
+                &format!("{f}attn_residual_absmax"),
+                lj.attn_residual_absmax,
+                &format!("{f}s_r_attn"),
+                lj.s_r_attn,
+            )?,
+            s_r_ffn: j.fixed_scale(
+                &format!("{f}ffn_residual_absmax"),
+                lj.ffn_residual_absmax,
+                &format!("{f}s_r_ffn"),
+                lj.s_r_ffn,
+            )?,
+            s_h: j.fixed_scale(
+                &format!("{f}ffn1_absmax"),
+                lj.ffn1_absmax,
+                &format!("{f}s_h"),
+                lj.s_h,
+            )?,
         });
     }
     Ok(QuantParams {

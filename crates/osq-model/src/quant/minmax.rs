@@ -1,7 +1,8 @@
 //! MinMax calibration through the FP32 observer hook: the range of every node over the valid
 //! (non-padding) tokens, plus the absmax of the fixed-point intermediates. Ranges are those of the
 //! migrated graph: with γ migration an LN node observes `LNns = LN(x)/γ`.
-//! This makes the whole quantize → verify flow work before the calibration crate lands.
+//! The dependency-free MinMax used by this crate's tests and fixtures; `osq calibrate` runs
+//! osq-calib's observers (MinMax among them).
 
 use crate::error::Result;
 use crate::fp32::{forward_observed, Site, ThreadPool};
