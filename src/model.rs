@@ -143,12 +143,31 @@ impl Model {
             Some(i) => i.require().map_err(|e| Error::Input(e.to_string()))?,
             None => osq_kernels::active_isa().map_err(|e| Error::Input(e.to_string()))?,
         };
-        let p = format::load(dir)?;
+        let loaded = format::load_files(dir)?;
+        let p = loaded.params;
         let max_pos = p.config.max_position_embeddings;
         let max_length = opts.max_length.unwrap_or(max_pos).min(max_pos);
-        let tok = Tokenizer::from_file(&dir.join("tokenizer.json"), max_pos)?;
+        let tpath = dir.join("tokenizer.json");
+        let tok = match &loaded.tokenizer_json {
+            Some(bytes) => Tokenizer::from_bytes(bytes, &tpath, max_pos)?,
+            None => Tokenizer::from_file(&tpath, max_pos)?,
+        };
         tok.check_against(p.config.vocab_size)?;
-        let int = IntegerModel::new(QuantModel::new(p)?)?;
+        // a constant that cannot be derived comes from the files: say which
+        let files = || {
+            format!(
+                "{} / {}",
+                dir.join(format::JSON_FILE).display(),
+                dir.join(format::TENSORS_FILE).display()
+            )
+        };
+        let qm = QuantModel::new(p).map_err(|e| {
+            Error::Input(format!(
+                "{}: {e} (the parameters are corrupt or were edited)",
+                files()
+            ))
+        })?;
+        let int = IntegerModel::new(qm).map_err(|e| Error::Input(format!("{}: {e}", files())))?;
         let threads = resolve_threads(opts.threads);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

@@ -38,6 +38,7 @@ pub fn write_dir(
         .to_string_lossy()
         .into_owned();
     std::fs::create_dir_all(&parent).map_err(|e| ModelError::io(&parent, e))?;
+    remove_stale_siblings(&parent, &name);
     let exists = dir.exists();
     if exists {
         check_replaceable(dir, ours)?;
@@ -64,6 +65,31 @@ pub fn write_dir(
     }
     sync_path(&parent).ok();
     Ok(())
+}
+
+/// Removes `.NAME.tmp-PID-N` siblings left by writers that were killed (their PID is gone;
+/// Linux only, best effort).
+fn remove_stale_siblings(parent: &Path, name: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let f = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = f.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        if !pid.is_empty()
+            && pid.chars().all(|c| c.is_ascii_digit())
+            && !Path::new("/proc").join(pid).exists()
+        {
+            std::fs::remove_dir_all(e.path()).ok();
+        }
+    }
 }
 
 /// Refuses an output that is, contains or lies inside a protected directory (symlinks

@@ -65,6 +65,9 @@ pub enum ModelError {
     /// A file does not match what the directory recorded for it (digest, cross-check).
     #[error("{path}: {msg}")]
     Corrupt { path: PathBuf, msg: String },
+    /// A file's SHA-256 differs from the one its directory recorded.
+    #[error("{path}: {msg}")]
+    Digest { path: PathBuf, msg: String },
     /// A text input file is unusable (encoding, no text).
     #[error("{name}: {msg}")]
     Text { name: String, msg: String },

@@ -111,6 +111,25 @@ impl Batch {
     }
 }
 
+/// Runs the `tokenizers` parser: some malformed files make it panic instead of returning an
+/// error, which must not reach a caller of osq as a crash.
+fn parse_guarded(
+    path: &Path,
+    parse: impl FnOnce() -> tokenizers::Result<tokenizers::Tokenizer>,
+) -> Result<tokenizers::Tokenizer> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)) {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        }),
+        Err(_) => Err(ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            msg: "the tokenizer parser failed on this file (malformed or unsupported)".into(),
+        }),
+    }
+}
+
 /// A BERT tokenizer loaded from `tokenizer.json`.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
@@ -138,11 +157,11 @@ impl Tokenizer {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer file not found"),
             ));
         }
-        let mut inner =
-            tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
-                path: path.to_path_buf(),
-                msg: e.to_string(),
-            })?;
+        let inner = parse_guarded(path, || tokenizers::Tokenizer::from_file(path))?;
+        Self::wrap(inner, path, max_positions)
+    }
+
+    fn wrap(mut inner: tokenizers::Tokenizer, path: &Path, max_positions: usize) -> Result<Self> {
         // We truncate and pad ourselves.
         inner
             .with_truncation(None)
@@ -182,6 +201,16 @@ impl Tokenizer {
             });
         }
         Ok(())
+    }
+
+    /// A tokenizer from the bytes of a `tokenizer.json` (`path` names it in messages).
+    pub fn from_bytes(bytes: &[u8], path: &Path, max_positions: usize) -> Result<Self> {
+        let inner =
+            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| ModelError::Tokenizer {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
+        Self::wrap(inner, path, max_positions)
     }
 
     /// Id used for padding (`[PAD]`, else 0).

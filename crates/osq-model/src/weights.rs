@@ -230,12 +230,16 @@ impl Reader<'_, '_> {
             tensor: found.clone(),
             dtype: format!("{:?}", t.dtype()),
         })?;
-        // a NaN or inf weight makes every answer meaningless: refuse it by name
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        // a NaN, inf or absurd weight makes every answer meaningless: refuse it by name
+        if let Some(i) = v
+            .iter()
+            .position(|x| !(x.is_finite() && x.abs() <= MAX_PLAUSIBLE_WEIGHT))
+        {
             return Err(ModelError::Corrupt {
                 path: self.path.clone(),
                 msg: format!(
-                    "tensor `{found}` element {i} is {} (the checkpoint is corrupt)",
+                    "tensor `{found}` element {i} is {} (not finite or |x| > {MAX_PLAUSIBLE_WEIGHT:e}): \
+                     the checkpoint is corrupt",
                     v[i]
                 ),
             });
@@ -260,6 +264,10 @@ impl Reader<'_, '_> {
         })
     }
 }
+
+/// Largest |weight| accepted in a checkpoint: trained encoders stay far below (γ outliers of a
+/// few hundred at most); beyond it a value is a corrupted exponent.
+pub const MAX_PLAUSIBLE_WEIGHT: f32 = 1e4;
 
 /// Convert little-endian tensor bytes to `f32`. `None` for dtypes we do not handle.
 /// The byte length is guaranteed by safetensors to match shape × dtype size.

@@ -277,6 +277,8 @@ mod bounds {
     pub const ACT_SCALE: (f64, f64) = (1e-9, 1e4);
     /// |γ|, |β|, |bias|, weight and embedding scales.
     pub const PARAM: f32 = 1e5;
+    /// Smallest weight / embedding row scale: the observer never goes below its eps.
+    pub const MIN_WEIGHT_SCALE: f32 = super::super::qparams::SCALE_EPS;
 }
 
 /// `quant.json`, as written by [`to_json`]: every field is read or the file is refused.
@@ -501,7 +503,7 @@ fn read_checked(
     let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
     let got = sha256_hex(&bytes);
     if &got != want {
-        return Err(ModelError::Corrupt {
+        return Err(ModelError::Digest {
             path,
             msg: format!(
                 "SHA-256 {got} differs from {want} recorded in {JSON_FILE}: the file is corrupt, \
@@ -519,7 +521,7 @@ fn check_json_digest(dir: &Path, json: &[u8]) -> Result<()> {
     let want = text.split_whitespace().next().unwrap_or("");
     let got = sha256_hex(json);
     if got != want {
-        return Err(ModelError::Corrupt {
+        return Err(ModelError::Digest {
             path: dir.join(JSON_FILE),
             msg: format!(
                 "SHA-256 {got} differs from {want:.64} recorded in {JSON_DIGEST_FILE}: the file was \
@@ -599,10 +601,39 @@ fn cross_check_config(dir: &Path, bytes: &[u8], want: &BertConfig) -> Result<()>
     Ok(())
 }
 
+/// A parameter directory as read by [`load_files`].
+#[derive(Debug)]
+pub struct Loaded {
+    /// The parameters.
+    pub params: QuantParams,
+    /// The bytes of `tokenizer.json`, checked against their digest (`None` when absent).
+    pub tokenizer_json: Option<Vec<u8>>,
+}
+
 /// Reads a parameter directory written by [`save`]: `quant.json` against its schema (every
 /// field read or refused, values within plausible bounds), every file against its recorded
 /// SHA-256, the directory's `config.json` against `quant.json`'s model.
 pub fn load(dir: &Path) -> Result<QuantParams> {
+    Ok(load_files(dir)?.params)
+}
+
+/// [`load`], also returning the checked `tokenizer.json` bytes (so that the tokenizer comes
+/// from the same version of the directory as the parameters). A digest mismatch is retried
+/// twice: the directory may have been replaced, atomically, between two reads.
+pub fn load_files(dir: &Path) -> Result<Loaded> {
+    let mut tries = 0;
+    loop {
+        match load_once(dir) {
+            Err(ModelError::Digest { .. }) if tries < 2 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn load_once(dir: &Path) -> Result<Loaded> {
     let jpath = dir.join(JSON_FILE);
     let raw = std::fs::read(&jpath).map_err(|e| ModelError::io(&jpath, e))?;
     check_json_digest(dir, &raw)?;
@@ -713,11 +744,14 @@ pub fn load(dir: &Path) -> Result<QuantParams> {
     let (amin, amax) = bits.act_range();
 
     let tensors = read_checked(dir, &j, &doc.files, TENSORS_FILE)?;
+    let mut tokenizer_json = None;
     for f in ["tokenizer.json", "config.json"] {
         if dir.join(f).exists() || doc.files.contains_key(f) {
             let bytes = read_checked(dir, &j, &doc.files, f)?;
             if f == "config.json" {
                 cross_check_config(dir, &bytes, &config)?;
+            } else {
+                tokenizer_json = Some(bytes);
             }
         }
     }
@@ -803,7 +837,7 @@ pub fn load(dir: &Path) -> Result<QuantParams> {
             )?,
         });
     }
-    Ok(QuantParams {
+    let params = QuantParams {
         word: t.table("embeddings.word", config.vocab_size, h, bits)?,
         position: t.table(
             "embeddings.position",
@@ -820,5 +854,9 @@ pub fn load(dir: &Path) -> Result<QuantParams> {
         eps,
         s_r_emb,
         layers,
+    };
+    Ok(Loaded {
+        params,
+        tokenizer_json,
     })
 }
