@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{osq, s, setup};
+use common::s;
 use serde_json::{json, Value};
 
 struct Server {
@@ -65,20 +65,14 @@ fn client() -> reqwest::blocking::Client {
 }
 
 fn params(tag: &str) -> std::path::PathBuf {
-    let (model, data) = setup(tag);
-    let out = model.parent().unwrap().join("params");
-    let o = osq(&[
-        "calibrate",
-        "--model",
-        s(&model),
-        "--data",
-        s(&data),
-        "-o",
-        s(&out),
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", common::text(&o));
-    out
+    common::calibrated(tag).2
+}
+
+fn health(c: &reqwest::blocking::Client, base: &str) -> u16 {
+    c.get(format!("{base}/health"))
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }
 
 fn f32s(v: &Value) -> Vec<f32> {
@@ -97,13 +91,7 @@ fn serves_exact_embeddings_and_clear_errors() {
     let lib = osq::Model::load(&p).unwrap();
     let texts = osq_model::testing::SENTENCES;
 
-    assert_eq!(
-        c.get(format!("{}/health", srv.base))
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(health(&c, &srv.base), 200);
     let info: Value = c
         .get(format!("{}/info", srv.base))
         .send()
@@ -285,13 +273,7 @@ fn batches_under_load_overload_is_429_and_sigterm_drains() {
     assert!(ok > 0, "no request answered");
     assert_eq!(other, 0, "only 200 and 429 expected ({ok} ok, {busy} busy)");
     let c = client();
-    assert_eq!(
-        c.get(format!("{}/health", srv.base))
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(health(&c, &srv.base), 200);
     let m = c
         .get(format!("{}/metrics", srv.base))
         .send()

@@ -10,16 +10,8 @@ import osq
 
 ROOT = Path(__file__).resolve().parents[2]
 OSQ = os.environ.get("OSQ_BIN", str(ROOT / "target" / "release" / "osq"))
-SENTENCES = [
-    "the cat sat on the mat.",
-    "this movie is very good!",
-    "i hate that bad film, and the dog was not great.",
-    "we love it",
-    "she runs",
-    "they loved the movie, it was a great film and i love this",
-    "is it good? not very.",
-    "a dog",
-]
+# the texts of the tiny model, filled from the sentences.txt that `osq testing-fixture` writes
+SENTENCES: list = []
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +20,8 @@ def params(tmp_path_factory):
     root = tmp_path_factory.mktemp("osq")
     model = root / "model"
     subprocess.run([OSQ, "testing-fixture", "--output", str(model)], check=True)
-    data = root / "calib.txt"
-    data.write_text("\n".join(SENTENCES) + "\n")
+    data = model / "sentences.txt"
+    SENTENCES[:] = [l for l in data.read_text().splitlines() if l.strip()]
     out = root / "params"
     report = osq.calibrate(model, data, out, method="minmax", bits="w8a8", threads=1)
     assert report["method"] == "minmax" and report["samples"] == len(SENTENCES)

@@ -41,3 +41,21 @@ pub fn setup(tag: &str) -> (PathBuf, PathBuf) {
     std::fs::write(&data, SENTENCES).unwrap();
     (model, data)
 }
+
+/// A tiny BERT and its MinMax W8A8 parameter directory (`<dir>/params`), through the CLI.
+pub fn calibrated(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (model, data) = setup(tag);
+    let out = model.parent().unwrap().join("params");
+    let o = osq(&[
+        "calibrate",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "-o",
+        s(&out),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    (model, data, out)
+}

@@ -370,7 +370,8 @@ impl J<'_> {
         let a = self.f32_in(field, absmax, bounds::ABSMAX)?;
         let want = scale_of(a);
         // the copy is informational; serde_json's default float parser may be 1 ulp off
-        if !((s - want).abs() <= want * 1e-12) {
+        let close = (s - want).abs() <= want * 1e-12;
+        if !close {
             return Err(self.err(
                 s_field,
                 format!("{s} does not match {field} = {absmax} (expected {want}): the file was edited or is corrupt"),
@@ -451,12 +452,13 @@ impl T<'_, '_> {
             });
         }
         let scales = self.f32s(&format!("{name}.scales"), &[rows])?;
-        if let Some(i) = scales.iter().position(|&s| s <= 0.0) {
+        if let Some(i) = scales.iter().position(|&s| s < bounds::MIN_WEIGHT_SCALE) {
             return Err(ModelError::Corrupt {
                 path: self.path.clone(),
                 msg: format!(
-                    "tensor `{name}.scales[{i}]` = {} is not positive",
-                    scales[i]
+                    "tensor `{name}.scales[{i}]` = {} is below {:e}: the file is probably corrupt",
+                    scales[i],
+                    bounds::MIN_WEIGHT_SCALE
                 ),
             });
         }
@@ -578,8 +580,8 @@ fn cross_check_config(dir: &Path, bytes: &[u8], want: &BertConfig) -> Result<()>
         ),
         (
             "layer_norm_eps",
-            (got.layer_norm_eps as f32).to_string(),
-            (want.layer_norm_eps as f32).to_string(),
+            got.layer_norm_eps.to_string(),
+            want.layer_norm_eps.to_string(),
         ),
         (
             "hidden_act",
