@@ -71,6 +71,7 @@ impl Threads {
         if n == 0 {
             bail!("thread count must be at least 1");
         }
+        let n = osq_model::threads::resolve_threads(n);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .thread_name(move |i| format!("osq-bench-{n}t-{i}"))
