@@ -16,20 +16,17 @@ pub struct Requant {
     qmax: i32,
 }
 
-/// Splits a real multiplier into `(m0, shift)` with `m0 ∈ [2^30, 2^31)`, `shift ∈ [1, 62]` and
-/// `m0 · 2^−shift ≈ m`, rounding `m · 2^shift` half to even.
-pub fn quantize_multiplier(m: f64) -> Result<(i32, i32)> {
+/// The one multiplier split of osq: `m = m0 · 2^−shift` with `m0 ∈ [2^30, 2^31)`, rounding
+/// `m · 2^shift` half to even (`f·2^e`, `f ∈ [0.5, 1)`, by exact power-of-two scaling). `None`
+/// for a non-finite or non-positive `m`; the shift is not range-checked (callers decide).
+pub fn split_multiplier(m: f64) -> Option<(i64, i32)> {
     if !m.is_finite() || m <= 0.0 {
-        return Err(KernelError::Range(format!(
-            "requant multiplier {m} must be finite and positive"
-        )));
+        return None;
     }
-    // m = f · 2^e with f in [0.5, 1): m0 = f · 2^31, shift = 31 − e.
-    let mut e = m.log2().floor() as i32 + 1;
-    let mut f = m / 2f64.powi(e);
-    // Guard against log2 rounding at exact powers of two.
+    // halvings and doublings are exact, also for subnormal m (at most ~1075 steps)
+    let (mut f, mut e) = (m, 0i32);
     while f >= 1.0 {
-        f /= 2.0;
+        f *= 0.5;
         e += 1;
     }
     while f < 0.5 {
@@ -42,6 +39,16 @@ pub fn quantize_multiplier(m: f64) -> Result<(i32, i32)> {
         m0 >>= 1;
         shift -= 1;
     }
+    Some((m0, shift))
+}
+
+/// [`split_multiplier`] for the GEMM epilogue: `shift ∈ [1, 62]`.
+pub fn quantize_multiplier(m: f64) -> Result<(i32, i32)> {
+    let Some((m0, shift)) = split_multiplier(m) else {
+        return Err(KernelError::Range(format!(
+            "requant multiplier {m} must be finite and positive"
+        )));
+    };
     if !(1..=62).contains(&shift) {
         return Err(KernelError::Range(format!(
             "requant multiplier {m} is outside the representable range [2^-31, 2^30)"
@@ -50,7 +57,8 @@ pub fn quantize_multiplier(m: f64) -> Result<(i32, i32)> {
     Ok((m0 as i32, shift))
 }
 
-/// `(t · m0 + 2^(shift−1)) >> shift` in i64: round half toward +∞. Exact for all i32 `t`.
+/// `(t · m0 + 2^(shift−1)) >> shift` in i64: round to nearest, ties up (\"rndnu\", toward +∞).
+/// Exact for all i32 `t`.
 #[inline]
 pub fn rounding_mul_shift(t: i32, m0: i32, shift: i32) -> i64 {
     let p = t as i64 * m0 as i64;
@@ -199,6 +207,28 @@ mod tests {
         assert!(quantize_multiplier(f64::NAN).is_err());
         assert!(quantize_multiplier(1e-12).is_err());
         assert!(quantize_multiplier(2e9).is_err());
+    }
+
+    #[test]
+    fn split_covers_every_positive_double() {
+        for &m in &[
+            f64::MIN_POSITIVE / 1e10,
+            1e-300,
+            2f64.powi(-95),
+            1.0,
+            2.0,
+            1e300,
+            f64::MAX,
+        ] {
+            let (m0, s) = split_multiplier(m).unwrap();
+            assert!((1i64 << 30..1i64 << 31).contains(&m0), "{m}: m0 {m0}");
+            // m0·2^−s = m to 31 significant bits
+            let back = (m0 as f64).ln() - s as f64 * std::f64::consts::LN_2;
+            assert!((back - m.ln()).abs() < 1e-8, "{m}: {m0} · 2^-{s}");
+        }
+        assert_eq!(split_multiplier(0.0), None);
+        assert_eq!(split_multiplier(-1.0), None);
+        assert_eq!(split_multiplier(f64::INFINITY), None);
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! The embedding sum of one token: `r_j = sat_i32(Σ_t rms(c_t[j], m_t))` over the word, position
+//! The embedding sum of one token: `r_j = sat_i32(Σ_t mul_rndnu(c_t[j], m_t))` over the word, position
 //! and token-type rows (i8 codes, one multiplier per table row; `FixedMul::apply` in osq-model).
 //! Bounds: `|c| ≤ 128`, `m0 < 2^31` ⇒ products below 2^38 in i64; a shift ≥ 40 gives 0 exactly.
 
 use super::RowPath;
 use crate::dispatch::Isa;
 
-/// `out_j = sat_i32(Σ_t rms(codes[t][j], muls[t]))`; `muls[t] = (m0, shift)`. Returns `false`
+/// `out_j = sat_i32(Σ_t mul_rndnu(codes[t][j], muls[t]))`; `muls[t] = (m0, shift)`. Returns `false`
 /// (nothing written) when a multiplier is outside `m0 ∈ [0, 2^31)`, `shift ≥ 1`.
 pub fn emb_row(isa: Isa, codes: [&[i8]; 3], muls: [(i64, u32); 3], out: &mut [i32]) -> bool {
     let n = out.len();

@@ -1,4 +1,4 @@
-//! The residual sum before a LayerNorm: `r_j = sat_i32(y_j + b_j ± rms(x_j − z, m_j))` (the GEMM's
+//! The residual sum before a LayerNorm: `r_j = sat_i32(y_j + b_j ± mul_rndnu(x_j − z, m_j))` (the GEMM's
 //! fixed-point output plus its bias plus the shortcut branch, `SignedMul` in osq-model). Bounds:
 //! `|x − z| ≤ 255`, `m0 < 2^31` ⇒ `|(x − z)·m0| < 2^39`, so the product fits i64, and a shift
 //! ≥ 40 gives 0 exactly (stored as `m0 = 0`); `|b| < 2^62` keeps the sum in i64.
@@ -57,7 +57,7 @@ impl Residual {
         self.m0.len()
     }
 
-    /// `out_j = sat_i32(y_j + b_j ± rms(x_j − z, m_j))` for one row.
+    /// `out_j = sat_i32(y_j + b_j ± mul_rndnu(x_j − z, m_j))` for one row.
     pub fn row(&self, isa: Isa, y: &[i32], x: &[u8], z: u8, out: &mut [i32]) {
         let n = self.n();
         assert!(y.len() >= n && x.len() >= n && out.len() >= n);

@@ -1,7 +1,7 @@
 //! Integer softmax of one row in u32/u64 lanes (the definition, `SoftmaxInt::row` of osq-model,
 //! works in i64/i128). Bounds, for `d = max − t < 2^32`:
-//! `z = rms(d, c)` with `c_m0 < 2^31` ⇒ `d·c_m0 < 2^63`; `z ≥ z_max` (smallest z with
-//! `rms(z, log2e) >> 20 ≥ 31`, found here by bisection) ⇒ `e = 0`, and below it `z < 2^32` so
+//! `z = mul_rndnu(d, c)` with `c_m0 < 2^31` ⇒ `d·c_m0 < 2^63`; `z ≥ z_max` (smallest z with
+//! `mul_rndnu(z, log2e) >> 20 ≥ 31`, found here by bisection) ⇒ `e = 0`, and below it `z < 2^32` so
 //! `z·l_m0 < 2^63`; table entries `≤ 2^30` ⇒ products `< 2^60` and `e ≤ 2^30`. The maximum gives
 //! `e = 2^30` (tables start at 2^30), so `sum ≥ 2^30` and `R = 2^62/sum ≤ 2^32`; `R = 2^32` only
 //! when `sum = 2^30` (then `p = 4e`); otherwise `e·R < 2^62`, `p < 2^32`, `p·A < 2^63` (`A < 2^31`).
@@ -34,7 +34,7 @@ pub struct Softmax {
 const LUT_MAX: u64 = 1 << 16;
 
 /// `(x·m0 + 2^(sh−1)) >> sh` in u128 (the definition's form for x ≥ 0).
-fn rms_u128(x: u64, m0: u32, sh: u32) -> u128 {
+fn mul_rndnu_u128(x: u64, m0: u32, sh: u32) -> u128 {
     (x as u128 * m0 as u128 + (1u128 << (sh - 1))) >> sh
 }
 
@@ -64,7 +64,7 @@ impl Softmax {
             return None;
         }
         let (l_m0, l_sh) = (log2e.0 as u32, log2e.1);
-        let big = |z: u64| (rms_u128(z, l_m0, l_sh) >> 20) >= 31;
+        let big = |z: u64| (mul_rndnu_u128(z, l_m0, l_sh) >> 20) >= 31;
         let (mut lo, mut hi) = (0u64, 1u64 << 32);
         if big(lo) || !big(hi) {
             return None;
@@ -98,7 +98,7 @@ impl Softmax {
             lut: None,
         };
         // d_max: smallest d < 2^32 with z(d) ≥ z_max (z monotone in d), if any below LUT_MAX.
-        let z_of = |d: u64| rms_u128(d, s.c_m0, s.c_sh) as u64;
+        let z_of = |d: u64| mul_rndnu_u128(d, s.c_m0, s.c_sh) as u64;
         if z_of(LUT_MAX) >= s.z_max {
             let (mut lo, mut hi) = (0u64, LUT_MAX); // z(lo) < z_max ≤ z(hi)
             while hi - lo > 1 {

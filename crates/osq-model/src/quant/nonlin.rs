@@ -153,22 +153,9 @@ impl FixedMul {
         if m >= (1u64 << 30) as f64 {
             return Err(format!("fixed-point multiplier {m} is ≥ 2^30"));
         }
-        // m = f·2^e, f ∈ [0.5, 1) (exact power-of-two scaling).
-        let (mut f, mut e) = (m, 0i32);
-        while f >= 1.0 {
-            f *= 0.5;
-            e += 1;
-        }
-        while f < 0.5 {
-            f *= 2.0;
-            e -= 1;
-        }
-        let mut m0 = rhe(f * 2147483648.0) as i64;
-        let mut shift = 31 - e;
-        if m0 == 1 << 31 {
-            m0 >>= 1;
-            shift -= 1;
-        }
+        // the GEMM epilogue's split (osq_kernels::requant), with a wider shift range
+        let (m0, shift) = osq_kernels::requant::split_multiplier(m)
+            .ok_or_else(|| format!("fixed-point multiplier {m} cannot be split"))?;
         if shift > 126 {
             return Ok(Self::ZERO);
         }
