@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use osq_kernels::Isa;
 use osq_model::fp32::{self, ThreadPool};
+use osq_model::metrics::cosine;
 use osq_model::quant::integer::{pool_embeddings, IntOptions};
 use osq_model::quant::paper::PaperModel;
 use osq_model::quant::trace::NodeStats;
@@ -78,16 +79,6 @@ pub struct VerifyReport {
     pub fp32_cosines: Vec<f64>,
     /// Cosine of paper-mode vs FP32 sentence embeddings.
     pub fp32_cosines_paper: Vec<f64>,
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut d, mut na, mut nb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        d += x as f64 * y as f64;
-        na += x as f64 * x as f64;
-        nb += y as f64 * y as f64;
-    }
-    d / (na.sqrt() * nb.sqrt()).max(f64::MIN_POSITIVE)
 }
 
 fn mean(v: &[f64]) -> f64 {

@@ -6,8 +6,8 @@ use std::process::Output;
 mod common;
 use common::{osq, s};
 
+use osq_eval::probe::{read_labelled_tsv, Probe};
 use osq_model::fp32::{self, ThreadPool};
-use osq_model::probe::{read_labelled_tsv, Probe};
 use osq_model::quant::integer::{IntOptions, IntegerModel};
 use osq_model::quant::{format, minmax, BitsConfig, QuantModel, QuantParams};
 use osq_model::testing::{

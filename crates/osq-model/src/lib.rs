@@ -9,7 +9,7 @@ pub mod atomic;
 pub mod config;
 pub mod error;
 pub mod fp32;
-pub mod probe;
+pub mod metrics;
 pub mod rng;
 pub mod testing;
 pub mod text;

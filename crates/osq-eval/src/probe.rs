@@ -3,7 +3,7 @@
 //!
 //! The base checkpoints (all-MiniLM-L6-v2, ...) have no task head, so accuracy on real labelled
 //! data is measured through a probe trained once on FP32 sentence embeddings
-//! ([`crate::fp32::sentence_embeddings`]: mean pooling over the valid tokens, L2 normalization)
+//! ([`osq_model::fp32::sentence_embeddings`]: mean pooling over the valid tokens, L2 normalization)
 //! and then applied unchanged to the embeddings of every quantized model.
 //!
 //! Training (see docs/eval.md):
@@ -31,8 +31,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::error::{ModelError, Result};
-use crate::weights::BertWeights;
+use osq_model::error::{ModelError, Result};
+use osq_model::weights::BertWeights;
 
 pub const PROBE_FORMAT: &str = "osq-probe";
 pub const PROBE_VERSION: u64 = 1;
@@ -826,7 +826,7 @@ pub fn train_cv(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::SplitMix64;
+    use osq_model::rng::SplitMix64;
 
     /// Two Gaussian blobs in `d` dims separated along a random direction.
     fn blobs(n: usize, d: usize, gap: f64, seed: u64) -> (Vec<f32>, Vec<u8>) {
