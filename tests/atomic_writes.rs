@@ -52,7 +52,7 @@ fn calibrate_args<'a>(
 
 #[test]
 fn sigkill_during_calibrate_leaves_old_or_new_parameters() {
-    let (model, data) = setup("atomic-kill");
+    let (_tmp, model, data) = setup("atomic-kill");
     let dir = model.parent().unwrap().join("params");
     let o = osq(&calibrate_args(&model, &data, &dir, "w8a8"));
     assert!(o.status.success(), "{}", text(&o));
@@ -122,7 +122,7 @@ fn sigkill_during_calibrate_leaves_old_or_new_parameters() {
 
 #[test]
 fn readers_during_rewrites_never_see_a_mix_or_a_signal() {
-    let (model, data) = setup("atomic-read");
+    let (_tmp, model, data) = setup("atomic-read");
     let dir = model.parent().unwrap().join("params");
     for bits in ["w4a8", "w8a8"] {
         let o = osq(&calibrate_args(&model, &data, &dir, bits));

@@ -20,7 +20,7 @@ fn bad_input(o: &Output) -> String {
 
 #[test]
 fn calibrate_methods_verify_bit_exact() {
-    let (model, data) = setup("cli-calib");
+    let (_tmp, model, data) = setup("cli-calib");
     let dir = model.parent().unwrap().to_path_buf();
     let cases: [(&str, &[&str]); 4] = [
         (
@@ -86,7 +86,7 @@ fn calibrate_methods_verify_bit_exact() {
 
 #[test]
 fn report_writes_table_and_figure() {
-    let (model, data) = setup("cli-report");
+    let (_tmp, model, data) = setup("cli-report");
     let out = model.parent().unwrap().join("report");
     let o = osq(&[
         "report",
@@ -128,7 +128,7 @@ fn report_writes_table_and_figure() {
 
 #[test]
 fn calibrate_bad_input_gives_clear_errors() {
-    let (model, data) = setup("cli-calib-bad");
+    let (_tmp, model, data) = setup("cli-calib-bad");
     let dir = model.parent().unwrap().to_path_buf();
     let out = dir.join("q");
     let calib = |model: &Path, data: &Path, extra: &[&str]| {

@@ -63,7 +63,7 @@ fn synthetic_tsv(n: usize, seed: u64) -> String {
 }
 
 struct Setup {
-    dir: PathBuf,
+    dir: osq_model::testing::TestDir,
     model: PathBuf,
     train: PathBuf,
     test: PathBuf,

@@ -7,7 +7,7 @@ use common::{osq, s, setup, text};
 
 #[test]
 fn quantize_verify_run() {
-    let (model, data) = setup("cli");
+    let (_tmp, model, data) = setup("cli");
     for bits in ["w8a8", "w4a4"] {
         let out = model.parent().unwrap().join(format!("q-{bits}"));
         let o = osq(&[
@@ -60,7 +60,7 @@ fn quantize_verify_run() {
 
 #[test]
 fn bad_input_gives_clear_errors() {
-    let (model, data) = setup("cli");
+    let (_tmp, model, data) = setup("cli");
     let dir = model.parent().unwrap().to_path_buf();
     let out = dir.join("q");
     let empty = dir.join("empty.txt");

@@ -64,8 +64,10 @@ fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
-fn params(tag: &str) -> std::path::PathBuf {
-    common::calibrated(tag).2
+/// The parameter directory and the guard of its temporary directory.
+fn params(tag: &str) -> (osq_model::testing::TestDir, std::path::PathBuf) {
+    let (tmp, _, _, p) = common::calibrated(tag);
+    (tmp, p)
 }
 
 fn health(c: &reqwest::blocking::Client, base: &str) -> u16 {
@@ -85,7 +87,7 @@ fn f32s(v: &Value) -> Vec<f32> {
 
 #[test]
 fn serves_exact_embeddings_and_clear_errors() {
-    let p = params("serve-routes");
+    let (_tmp, p) = params("serve-routes");
     let srv = start(&p, &[]);
     let c = client();
     let lib = osq::Model::load(&p).unwrap();
@@ -225,7 +227,7 @@ fn serves_exact_embeddings_and_clear_errors() {
 
 #[test]
 fn batches_under_load_overload_is_429_and_sigterm_drains() {
-    let p = params("serve-load");
+    let (_tmp, p) = params("serve-load");
     let srv = start(&p, &["--max-queue", "4", "--max-batch-requests", "8"]);
     let lib = osq::Model::load(&p).unwrap();
     let texts = osq_model::testing::SENTENCES;

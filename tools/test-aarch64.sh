@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The osq-kernels tests on aarch64 under qemu-user, twice: QEMU_CPU=max (NEON + dotprod: scalar, neon
 # and neon-dotprod are all compared to the reference) and QEMU_CPU=cortex-a72 (no dotprod: scalar and
-# neon). OSQ_EXPECT_ISAS makes tests/neon_smoke.rs fail unless exactly the expected ISAs were
+# neon). OSQ_EXPECT_ISAS makes tests/all_isas.rs fail unless exactly the expected ISAs were
 # detected, so each mode provably ran the paths it claims. Also lints the aarch64-only code.
 # Needs the cross toolchain and qemu (tools/setup.sh); .cargo/config.toml sets linker and runner.
 set -euo pipefail
@@ -38,10 +38,10 @@ run_mode() {
     rm -f "$log"
     die "osq-kernels tests FAILED under QEMU_CPU=$cpu"
   fi
-  # The ISA check lives in neon_smoke: make sure it really ran and passed.
+  # The ISA check lives in all_isas: make sure it really ran and passed.
   if ! grep -q '^test expected_isas_are_available \.\.\. ok$' "$log"; then
     rm -f "$log"
-    die "neon_smoke did not run under QEMU_CPU=$cpu"
+    die "all_isas did not run under QEMU_CPU=$cpu"
   fi
   rm -f "$log"
 }

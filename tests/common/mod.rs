@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use osq_model::testing::{temp_dir, write_tiny_bert};
+use osq_model::testing::{temp_dir, write_tiny_bert, TestDir};
 
 /// Runs `osq` with `args`.
 pub fn osq(args: &[&str]) -> Output {
@@ -32,19 +32,20 @@ pub fn s(p: &Path) -> &str {
 
 pub const SENTENCES: &str = "the cat sat on the mat.\nthis movie is very good!\n\ni hate that bad film, and the dog was not great.\nwe love it\nshe runs\nthey loved the movie, it was a great film\nis it good? not very.\n";
 
-/// A tiny BERT (`<dir>/model`) and [`SENTENCES`] (`<dir>/data.txt`) in a fresh directory.
-pub fn setup(tag: &str) -> (PathBuf, PathBuf) {
+/// A tiny BERT (`<dir>/model`) and [`SENTENCES`] (`<dir>/data.txt`) in a fresh directory
+/// (removed when the returned guard is dropped).
+pub fn setup(tag: &str) -> (TestDir, PathBuf, PathBuf) {
     let dir = temp_dir(tag).unwrap();
     let model = dir.join("model");
     write_tiny_bert(&model, 5).unwrap();
     let data = dir.join("data.txt");
     std::fs::write(&data, SENTENCES).unwrap();
-    (model, data)
+    (dir, model, data)
 }
 
 /// A tiny BERT and its MinMax W8A8 parameter directory (`<dir>/params`), through the CLI.
-pub fn calibrated(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let (model, data) = setup(tag);
+pub fn calibrated(tag: &str) -> (TestDir, PathBuf, PathBuf, PathBuf) {
+    let (tmp, model, data) = setup(tag);
     let out = model.parent().unwrap().join("params");
     let o = osq(&[
         "calibrate",
@@ -57,5 +58,5 @@ pub fn calibrated(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    (model, data, out)
+    (tmp, model, data, out)
 }

@@ -37,7 +37,7 @@ fn sentences(n: usize, seed: u64) -> Vec<String> {
 }
 
 struct Fixture {
-    dir: PathBuf,
+    dir: osq_model::testing::TestDir,
     model: BertModel,
     data: PathBuf,
 }

@@ -330,54 +330,30 @@ pub const SENTENCES: &[&str] = &[
     "you and i were in the film",
 ];
 
-/// A fresh, unique temporary directory under the system temp dir, `osq-<tag>-<pid>-<n>`. Not
-/// removed when the test ends (tests hand the path to other processes and helpers); instead the
-/// first call in a process removes the directories of earlier processes that have exited
-/// ([`remove_stale_temp_dirs`]), so leftovers never outlive the next test run.
-pub fn temp_dir(tag: &str) -> Result<std::path::PathBuf> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    static SWEPT: std::sync::Once = std::sync::Once::new();
-    SWEPT.call_once(remove_stale_temp_dirs);
-    let d = std::env::temp_dir().join(format!(
-        "osq-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    if d.exists() {
-        std::fs::remove_dir_all(&d).map_err(|e| ModelError::io(&d, e))?;
-    }
-    std::fs::create_dir_all(&d).map_err(|e| ModelError::io(&d, e))?;
-    Ok(d)
+/// A fresh temporary directory (`osq-<tag>-…` under the system temp dir), removed when the
+/// value is dropped; it derefs to its [`Path`]. Keep it alive while child processes use it.
+pub fn temp_dir(tag: &str) -> Result<TestDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("osq-{tag}-"))
+        .tempdir()
+        .map(TestDir)
+        .map_err(|e| ModelError::io(std::env::temp_dir(), e))
 }
 
-/// Removes `osq-<tag>-<pid>-<n>` directories of [`temp_dir`] under the system temp dir whose
-/// process is gone (Linux: no `/proc/<pid>`; elsewhere nothing is removed). Best effort: errors
-/// are ignored, a live or unknown process's directories are kept.
-pub fn remove_stale_temp_dirs() {
-    if !Path::new("/proc/self").exists() {
-        return;
+/// A temporary directory of [`temp_dir`] (RAII).
+#[derive(Debug)]
+pub struct TestDir(tempfile::TempDir);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
     }
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(rest) = name.strip_prefix("osq-") else {
-            continue;
-        };
-        let mut parts = rest.rsplitn(3, '-');
-        let (Some(n), Some(pid), Some(_tag)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let (Ok(_), Ok(pid)) = (n.parse::<u64>(), pid.parse::<u32>()) else {
-            continue;
-        };
-        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
-        if !alive && e.file_type().is_ok_and(|t| t.is_dir()) {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
     }
 }
 
@@ -400,31 +376,4 @@ pub fn write_tiny_params(root: &Path) -> Result<std::path::PathBuf> {
     let out = root.join("params");
     format::save(&qm.params, &out, Some(&model))?;
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A directory of an exited process goes; this process's and foreign names stay.
-    #[test]
-    fn stale_temp_dirs_are_removed() {
-        let tmp = std::env::temp_dir();
-        // No process has this id (Linux pid_max is at most 2^22).
-        let stale = tmp.join("osq-stale-test-4000000000-0");
-        let foreign = tmp.join("osq-not-a-temp-dir");
-        for d in [&stale, &foreign] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        let mine = temp_dir("keep").unwrap();
-        remove_stale_temp_dirs();
-        assert!(mine.is_dir());
-        assert!(foreign.is_dir());
-        if Path::new("/proc/self").exists() {
-            assert!(!stale.exists());
-        }
-        for d in [&stale, &foreign, &mine] {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
 }

@@ -359,7 +359,7 @@ mod tests {
     use super::*;
     use crate::testing::{temp_dir, write_tiny_bert};
 
-    fn tok() -> (Tokenizer, PathBuf) {
+    fn tok() -> (Tokenizer, crate::testing::TestDir) {
         let d = temp_dir("tok").unwrap();
         write_tiny_bert(&d, 1).unwrap();
         (

@@ -1,22 +1,15 @@
 //! FP32 forward on the deterministic tiny BERT: runs, pooling, padding invariance, hooks.
 
-use std::path::PathBuf;
-
 use osq_model::fp32::{self, Site, ThreadPool};
-use osq_model::testing::{temp_dir, write_tiny_bert, write_tiny_bert_with, TinyBertOptions};
+use osq_model::testing::{
+    temp_dir, write_tiny_bert, write_tiny_bert_with, TestDir, TinyBertOptions,
+};
 use osq_model::{Batch, BertModel};
 
-struct Tmp(PathBuf);
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
-
-fn tiny(seed: u64) -> (BertModel, Tmp) {
+fn tiny(seed: u64) -> (BertModel, TestDir) {
     let d = temp_dir("fp32tiny").unwrap();
     write_tiny_bert(&d, seed).unwrap();
-    (BertModel::load(&d).unwrap(), Tmp(d))
+    (BertModel::load(&d).unwrap(), d)
 }
 
 const TEXTS: [&str; 4] = [
@@ -218,7 +211,6 @@ fn bad_batches_are_errors() {
     assert!(fp32::forward(&m.weights, &b, &exec).unwrap().is_empty());
     // no classifier → error, not panic
     let d = temp_dir("nocls").unwrap();
-    let _t2 = Tmp(d.clone());
     write_tiny_bert_with(
         &d,
         &TinyBertOptions {

@@ -43,7 +43,7 @@ fn reseal_without_config(dir: &Path) {
     });
 }
 
-fn copy_dir(src: &Path) -> std::path::PathBuf {
+fn copy_dir(src: &Path) -> osq_model::testing::TestDir {
     let d = temp_dir("quant-fmt-copy").unwrap();
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();

@@ -1,7 +1,6 @@
 //! End-to-end tests of the bench on the tiny generated BERT: thread identity (1 vs 2 threads,
 //! every engine), the concurrent mode's checks, the input builder, the parameter-dir path.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ fn sentences() -> Vec<String> {
 }
 
 struct Tiny {
-    dir: PathBuf,
+    dir: osq_model::testing::TestDir,
     weights: BertWeights,
 }
 

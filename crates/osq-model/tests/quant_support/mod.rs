@@ -6,10 +6,9 @@ use osq_model::quant::{minmax, BitsConfig, QuantModel, QuantParams};
 pub use osq_model::testing::SENTENCES;
 use osq_model::testing::{temp_dir, write_tiny_bert};
 use osq_model::{Batch, BertWeights, Tokenizer};
-use std::path::PathBuf;
 
 pub struct Tiny {
-    pub dir: PathBuf,
+    pub dir: osq_model::testing::TestDir,
     pub weights: BertWeights,
     pub tok: Tokenizer,
 }

@@ -257,7 +257,7 @@ fn check(c: &Case, isas: &[Isa], what: &str) {
 fn simd_isas() -> Vec<Isa> {
     let avail = Isa::available();
     let names: Vec<&str> = avail.iter().map(|i| i.name()).collect();
-    eprintln!("neon_smoke: ISAs available and compared to scalar: {names:?}");
+    eprintln!("all_isas: ISAs available and compared to scalar: {names:?}");
     if let Ok(want) = std::env::var("OSQ_EXPECT_ISAS") {
         let mut want: Vec<&str> = want
             .split(',')
