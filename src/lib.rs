@@ -63,15 +63,18 @@ pub fn read_texts(path: impl AsRef<std::path::Path>) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// A parameter directory of the tiny generated model, made once per process, for the
-/// documentation examples.
+/// A parameter directory of the tiny generated model for the documentation examples: one
+/// directory under the system temp dir shared by every doctest process (its contents are
+/// deterministic; it is written atomically, so concurrent first uses are safe).
 #[doc(hidden)]
 pub fn doc_params_dir() -> std::path::PathBuf {
-    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = std::env::temp_dir().join(format!("osq-doc-{}", std::process::id()));
-        std::fs::remove_dir_all(&root).ok();
-        osq_model::testing::write_tiny_params(&root).expect("writing the tiny doc model")
-    })
-    .clone()
+    let root = std::env::temp_dir().join(format!(
+        "osq-doc-fixture-{}",
+        osq_model::quant::format::FORMAT_VERSION
+    ));
+    let params = root.join("params");
+    if Model::load(&params).is_err() {
+        osq_model::testing::write_tiny_params(&root).expect("writing the tiny doc model");
+    }
+    params
 }

@@ -357,12 +357,14 @@ impl AsRef<Path> for TestDir {
     }
 }
 
-/// Writes the tiny model (seed 1) into `root/model` and a MinMax W8A8 parameter directory of it,
-/// calibrated on [`SENTENCES`], into `root/params`; returns the parameter directory. For
-/// doctests and tests of the crates above this one.
+/// A MinMax W8A8 parameter directory of the tiny model (seed 1), calibrated on [`SENTENCES`],
+/// written atomically into `root/params`; returns its path. The model itself goes to a
+/// private temporary directory, so that processes may call this concurrently. For doctests
+/// and tests of the crates above this one.
 pub fn write_tiny_params(root: &Path) -> Result<std::path::PathBuf> {
     use crate::quant::{format, minmax, BitsConfig, QuantModel, QuantParams};
-    let model = root.join("model");
+    let tmp = temp_dir("tiny-model")?;
+    let model = tmp.join("model");
     write_tiny_bert(&model, 1)?;
     let w = crate::BertWeights::load_dir(&model)?;
     let tok = crate::Tokenizer::from_file(
