@@ -1,4 +1,4 @@
-//! Exact `⌊√n⌋` for u128: an f64 estimate, one integer Newton step (which lands on ⌊√n⌋ or one
+//! Exact `⌊√n⌋` for u128 (the fast form of [`super::definitions::isqrt_u128`]): an f64 estimate, one integer Newton step (which lands on ⌊√n⌋ or one
 //! above), then a fix-up by comparing squares. Replaces a 64-step bit-by-bit loop per LayerNorm row.
 
 /// `⌊√n⌋`, exactly.
@@ -25,23 +25,8 @@ pub fn isqrt_u128(n: u128) -> u128 {
 mod tests {
     use super::isqrt_u128;
 
-    fn bitwise(n: u128) -> u128 {
-        if n < 2 {
-            return n;
-        }
-        let (mut x, mut rem) = (0u128, n);
-        let mut bit = 1u128 << ((127 - n.leading_zeros()) & !1);
-        while bit != 0 {
-            if rem >= x + bit {
-                rem -= x + bit;
-                x = (x >> 1) + bit;
-            } else {
-                x >>= 1;
-            }
-            bit >>= 2;
-        }
-        x
-    }
+    /// The definition (bit by bit, integer only) that the fast form must equal.
+    use crate::rowops::definitions::isqrt_u128 as bitwise;
 
     #[test]
     fn equals_bitwise_on_edges_and_random() {

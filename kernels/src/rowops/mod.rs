@@ -1,8 +1,9 @@
 //! Row-wise integer routines of the integer BERT forward that are not GEMMs: softmax, LayerNorm,
 //! the residual (shortcut) sum, GELU by bucket table, the Q/K/V code ReQuant and the embedding sum.
 //!
-//! The exact definitions live in `osq-model` (`quant/nonlin.rs`, `graph.rs`); these are faster
-//! forms that are exact only inside proven bounds. Every constructor checks those bounds on its
+//! The exact definitions are [`definitions`] (integer softmax, LayerNorm, GELU thresholds, the
+//! fixed-point multiplier); the other modules are faster forms that are exact only inside proven
+//! bounds. Every constructor checks those bounds on its
 //! constants and returns `None` (the caller keeps the definition), and every per-row routine that
 //! depends on the data checks the row and reports when the caller must fall back.
 //!
@@ -15,6 +16,7 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod definitions;
 mod emb;
 mod gelu;
 mod isqrt;

@@ -17,7 +17,8 @@ pub mod format;
 pub mod graph;
 pub mod integer;
 pub mod minmax;
-pub mod nonlin;
+/// The integer nonlinearities' definitions (in osq-kernels, beside their fast forms).
+pub use osq_kernels::rowops::definitions as nonlin;
 pub mod paper;
 pub mod qparams;
 pub mod reference;

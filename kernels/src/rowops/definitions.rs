@@ -4,6 +4,9 @@
 //! Tables and constants are derived with basic IEEE operations only (+ − × ÷, no libm), so every
 //! platform builds the same bits; the per-token work is pure integer. Both the deploy reference
 //! and the integer executor call these functions: they ARE the definition of the nonlinear steps.
+//! They live here, beside their bounded fast forms (the sibling modules of `rowops`), so that
+//! the kernel tests check each fast form against its definition; `osq-model` re-exports this
+//! module as `quant::nonlin`.
 
 use std::sync::OnceLock;
 
@@ -153,8 +156,8 @@ impl FixedMul {
         if m >= (1u64 << 30) as f64 {
             return Err(format!("fixed-point multiplier {m} is ≥ 2^30"));
         }
-        // the GEMM epilogue's split (osq_kernels::requant), with a wider shift range
-        let (m0, shift) = osq_kernels::requant::split_multiplier(m)
+        // the GEMM epilogue's split (crate::requant), with a wider shift range
+        let (m0, shift) = crate::requant::split_multiplier(m)
             .ok_or_else(|| format!("fixed-point multiplier {m} cannot be split"))?;
         if shift > 126 {
             return Ok(Self::ZERO);
@@ -593,7 +596,7 @@ mod tests {
         assert_eq!(tiny.apply(i64::MAX), 0);
         assert_eq!(FixedMul::new(1e-17).unwrap().apply(i64::MAX), 92);
         assert!(FixedMul::new(2e9).is_err());
-        let (m0, s) = osq_kernels::quantize_multiplier(0.0123).unwrap();
+        let (m0, s) = crate::quantize_multiplier(0.0123).unwrap();
         let f = FixedMul::new(0.0123).unwrap();
         assert_eq!((f.m0, f.shift), (m0 as i64, s as u32));
     }
