@@ -55,6 +55,15 @@ impl BertConfig {
             path: path.to_path_buf(),
             obj,
         };
+        // the architecture first: another family's missing fields would mislead
+        if let Some(t) = obj.get("model_type") {
+            if t.as_str() != Some("bert") {
+                return Err(p.err(
+                    "model_type",
+                    format!("{t} is not supported; supported model types: \"bert\""),
+                ));
+            }
+        }
         let cfg = BertConfig {
             vocab_size: p.usize("vocab_size")?,
             hidden_size: p.usize("hidden_size")?,
@@ -236,5 +245,69 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/config.json"), "{e}");
+    }
+}
+
+/// Refuses a sentence-transformers directory whose pooling osq does not compute: osq embeds by
+/// the mean of the final hidden states over the text's tokens, L2-normalised. A CLS- or
+/// max-pooled model would otherwise embed wrongly without an error.
+pub fn check_sentence_transformers(dir: &Path) -> Result<()> {
+    let pooling = dir.join("1_Pooling").join("config.json");
+    if !pooling.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&pooling).map_err(|e| ModelError::io(&pooling, e))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::Json {
+        path: pooling.clone(),
+        source: e,
+    })?;
+    let on = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let others: Vec<&str> = [
+        "pooling_mode_cls_token",
+        "pooling_mode_max_tokens",
+        "pooling_mode_mean_sqrt_len_tokens",
+        "pooling_mode_weightedmean_tokens",
+        "pooling_mode_lasttoken",
+    ]
+    .into_iter()
+    .filter(|k| on(k))
+    .collect();
+    if !on("pooling_mode_mean_tokens") || !others.is_empty() {
+        return Err(ModelError::Config {
+            path: pooling,
+            field: others.first().copied().unwrap_or("pooling_mode_mean_tokens").into(),
+            msg: "osq pools by the mean of the token embeddings only; this model pools otherwise"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod family_tests {
+    use super::*;
+
+    #[test]
+    fn other_families_and_poolings_are_refused_by_name() {
+        let d = crate::testing::temp_dir("family").unwrap();
+        crate::testing::write_tiny_bert(&d, 1).unwrap();
+        let cfg = d.join("config.json");
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        v["model_type"] = "mpnet".into();
+        v.as_object_mut().unwrap().remove("type_vocab_size");
+        std::fs::write(&cfg, v.to_string()).unwrap();
+        let e = BertConfig::from_file(&cfg).unwrap_err().to_string();
+        assert!(e.contains("model_type") && e.contains("mpnet") && e.contains("\"bert\""), "{e}");
+
+        let d = crate::testing::temp_dir("pooling").unwrap();
+        crate::testing::write_tiny_bert(&d, 1).unwrap();
+        assert!(crate::BertWeights::load_dir(&d).is_ok());
+        std::fs::create_dir_all(d.join("1_Pooling")).unwrap();
+        let pool = d.join("1_Pooling/config.json");
+        std::fs::write(&pool, r#"{"pooling_mode_mean_tokens": true}"#).unwrap();
+        assert!(crate::BertWeights::load_dir(&d).is_ok());
+        std::fs::write(&pool, r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#).unwrap();
+        let e = crate::BertWeights::load_dir(&d).unwrap_err().to_string();
+        assert!(e.contains("1_Pooling") && e.contains("pooling_mode_cls_token"), "{e}");
     }
 }

@@ -78,6 +78,7 @@ impl BertWeights {
     /// Load `config.json` and `model.safetensors` from a model directory.
     pub fn load_dir(dir: &Path) -> Result<Self> {
         let config = BertConfig::from_file(&dir.join("config.json"))?;
+        crate::config::check_sentence_transformers(dir)?;
         Self::from_safetensors(&dir.join("model.safetensors"), config)
     }
 
