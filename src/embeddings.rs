@@ -66,4 +66,25 @@ impl Embeddings {
     pub fn into_vec(self) -> Vec<f32> {
         self.data
     }
+
+    /// The rows of `parts`, in order (all of one dimension).
+    ///
+    /// ```
+    /// # let model = osq::Model::load(osq::doc_params_dir())?;
+    /// let all = model.embed(&["a", "b", "c"])?;
+    /// let parts = vec![model.embed(&["a"])?, model.embed(&["b", "c"])?];
+    /// assert_eq!(osq::Embeddings::concat(parts), all);
+    /// # Ok::<(), osq::Error>(())
+    /// ```
+    pub fn concat(parts: Vec<Embeddings>) -> Embeddings {
+        let dim = parts.first().map_or(0, |p| p.dim);
+        let mut data = Vec::new();
+        let mut tokens = Vec::new();
+        for p in parts {
+            debug_assert_eq!(p.dim, dim);
+            data.extend(p.data);
+            tokens.extend(p.tokens);
+        }
+        Embeddings { data, dim, tokens }
+    }
 }

@@ -29,6 +29,8 @@ pub struct VerifyOptions {
     pub fp32_model: Option<PathBuf>,
     /// Texts per batch.
     pub batch_size: usize,
+    /// A progress bar on stderr.
+    pub progress: bool,
 }
 
 impl Default for VerifyOptions {
@@ -37,6 +39,7 @@ impl Default for VerifyOptions {
             isas: Vec::new(),
             fp32_model: None,
             batch_size: 32,
+            progress: false,
         }
     }
 }
@@ -337,7 +340,9 @@ impl Model {
         let (mut cos, mut cos_paper) = (Vec::new(), Vec::new());
         let mut tokens = 0usize;
         let t0 = Instant::now();
+        let bar = osq_calib::Progress::new(opts.progress).bar(texts.len() as u64, "verify");
         for chunk in texts.chunks(opts.batch_size) {
+            bar.inc(chunk.len() as u64);
             let refs: Vec<&str> = chunk.iter().map(AsRef::as_ref).collect();
             let batch = tok.encode_batch(&refs, max_len)?;
             tokens += batch.lengths.iter().sum::<usize>();
@@ -390,6 +395,7 @@ impl Model {
                 }
             }
         }
+        bar.finish_and_clear();
         let mut merged = TraceStats::new(nl);
         per_isa.iter().for_each(|s| merged.merge(s));
         let isas = isas

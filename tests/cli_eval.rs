@@ -160,7 +160,7 @@ fn end_to_end_tiny() {
         s(&st.probe),
         "--test",
         s(&st.test),
-        "--json",
+        "--report",
         s(&json),
         "--markdown",
         s(&md),
@@ -235,7 +235,7 @@ fn end_to_end_tiny() {
         s(&st.probe),
         "--test",
         s(&st.train),
-        "--json",
+        "--report",
         s(&json),
         "-q",
     ]));

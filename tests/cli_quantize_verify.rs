@@ -33,7 +33,7 @@ fn quantize_verify_run() {
             "all",
             "--model",
             s(&model),
-            "--json",
+            "--report",
             s(&report),
         ]);
         let t = text(&o);

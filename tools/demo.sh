@@ -30,7 +30,7 @@ step "integer inference"
 
 step "verify: integer executor vs fake-quant, $VERIFY_LIMIT held-out sentences, every ISA here"
 "$OSQ" verify --params "$PARAMS" --model "$MODEL" --data data/movie/eval.txt --limit "$VERIFY_LIMIT" --isa all \
-  --json "$OUT/verify.json"
+  --report "$OUT/verify.json"
 
 step "latency: batch 1, seq 128, threads 1 and 2 (osq int8 vs our FP32 vs ONNX Runtime)"
 OUT="$OUT/bench" ROUNDS="${ROUNDS:-1}" tools/bench.sh

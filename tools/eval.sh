@@ -152,7 +152,7 @@ for pair in $PAIRS; do
     log "verifying $method $bits on $VERIFY_LIMIT sentences (--isa $VERIFY_ISA)"
     set +e
     "$OSQ" verify --params "$dir" --data "$DATA/eval.txt" --limit "$VERIFY_LIMIT" \
-      --isa "$VERIFY_ISA" --model "$MODEL" --json "$vjson" >"$OUT/logs/verify-$name.txt" 2>&1
+      --isa "$VERIFY_ISA" --model "$MODEL" --report "$vjson" >"$OUT/logs/verify-$name.txt" 2>&1
     rc=$?
     set -e
     printf '%s\n%s\n' "$rc" "$vkey" >"$vrc"
@@ -173,7 +173,7 @@ if [[ "${EVAL:-1}" == 0 ]]; then
 fi
 
 EVAL_ARGS=(--model "$MODEL" --probe "$PROBE" --test "$DATA/test.tsv" --threads "$THREADS"
-           --json "$OUT/eval.json" --markdown "$OUT/accuracy.md")
+           --report "$OUT/eval.json" --markdown "$OUT/accuracy.md")
 if [[ ${#DIRS[@]} -gt 0 ]]; then
   EVAL_ARGS+=(--params "$(IFS=,; echo "${DIRS[*]}")")
 fi

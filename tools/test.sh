@@ -27,7 +27,7 @@ OSQ="${CARGO_TARGET_DIR:-target}/release/osq"
 for bits in w8a8 w6a6; do
   "$OSQ" calibrate --model models/all-MiniLM-L6-v2 --data data/movie/calib.txt --bits "$bits" -o "out/ci/minmax-$bits" --quiet
   "$OSQ" verify --params "out/ci/minmax-$bits" --model models/all-MiniLM-L6-v2 --data data/movie/eval.txt \
-    --limit 32 --isa all --json "out/ci/verify-$bits.json"
+    --limit 32 --isa all --report "out/ci/verify-$bits.json"
 done
 
 step "the library example on the real model (examples/embed.rs)"

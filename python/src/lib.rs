@@ -124,6 +124,7 @@ impl Model {
             isas,
             fp32_model,
             batch_size,
+            progress: false,
         };
         let r = py
             .detach(|| self.inner.verify(&texts, &opts))

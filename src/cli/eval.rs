@@ -87,9 +87,12 @@ pub struct EvalArgs {
     /// Evaluate only the first N examples.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Write the results as JSON.
+    /// Print the results as JSON on stdout instead of the tables.
     #[arg(long)]
-    pub json: Option<PathBuf>,
+    pub json: bool,
+    /// Write the JSON results to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// Write the Markdown tables to this file.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
@@ -307,11 +310,13 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
         });
     }
     let md = markdown(&rows, n, &a.test);
-    println!("{md}");
+    if !a.json {
+        println!("{md}");
+    }
     if let Some(path) = &a.markdown {
         write_file(path, &md)?;
     }
-    if let Some(path) = &a.json {
+    {
         let v = json!({
             "test": a.test.display().to_string(),
             "n": n,
@@ -325,7 +330,12 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
             "seconds": t0.elapsed().as_secs_f64(),
         });
         let text = serde_json::to_string_pretty(&v).context("serializing the results")?;
-        write_file(path, &(text + "\n"))?;
+        if a.json {
+            println!("{text}");
+        }
+        if let Some(path) = &a.report {
+            write_file(path, &(text + "\n"))?;
+        }
     }
     if !a.quiet {
         eprintln!("[osq] eval done in {:.1} s", t0.elapsed().as_secs_f64());

@@ -71,7 +71,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         },
     )
     .with_context(|| format!("loading parameters {}", a.params.display()))?;
-    let e = model.embed(&texts)?;
+    let e = embed_with_progress(&model, &texts, a.batch_size)?;
     let h = e.dim();
     if let Some(p) = &a.probe {
         return super::eval::print_classes(p, &texts, e.as_slice(), h, a.json);
@@ -101,4 +101,25 @@ pub fn run(a: &RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `model.embed(texts)`, with a progress bar on a terminal when there are many texts (the
+/// same bits: every text's embedding is independent of its batch).
+fn embed_with_progress(
+    model: &osq::Model,
+    texts: &[String],
+    batch_size: usize,
+) -> Result<osq::Embeddings> {
+    let show = texts.len() > 4 * batch_size && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !show {
+        return Ok(model.embed(texts)?);
+    }
+    let bar = osq_calib::Progress::new(true).bar(texts.len() as u64, "embed");
+    let mut parts = Vec::new();
+    for chunk in texts.chunks(batch_size * 4) {
+        parts.push(model.embed(chunk)?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(osq::Embeddings::concat(parts))
 }

@@ -22,9 +22,12 @@ pub struct VerifyArgs {
     /// Kernel ISA to check.
     #[arg(long, value_enum, default_value_t = IsaArg::All)]
     pub isa: IsaArg,
-    /// Write the full report as JSON to this file.
+    /// Print the full report as JSON on stdout instead of the table.
     #[arg(long)]
-    pub json: Option<PathBuf>,
+    pub json: bool,
+    /// Also write the full JSON report to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// FP32 model directory: also report the cosine of integer vs FP32 sentence embeddings.
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -61,12 +64,17 @@ pub fn run(a: &VerifyArgs) -> Result<bool> {
             isas,
             fp32_model: a.model.clone(),
             batch_size: a.batch_size,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         },
     )?;
-    print!("{}", r.to_text());
-    if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&r.to_json())?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    let json = serde_json::to_string_pretty(&r.to_json())?;
+    if a.json {
+        println!("{json}");
+    } else {
+        print!("{}", r.to_text());
+    }
+    if let Some(path) = &a.report {
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(r.bit_exact())
 }

@@ -275,7 +275,11 @@ pub fn check_sentence_transformers(dir: &Path) -> Result<()> {
     if !on("pooling_mode_mean_tokens") || !others.is_empty() {
         return Err(ModelError::Config {
             path: pooling,
-            field: others.first().copied().unwrap_or("pooling_mode_mean_tokens").into(),
+            field: others
+                .first()
+                .copied()
+                .unwrap_or("pooling_mode_mean_tokens")
+                .into(),
             msg: "osq pools by the mean of the token embeddings only; this model pools otherwise"
                 .into(),
         });
@@ -297,7 +301,10 @@ mod family_tests {
         v.as_object_mut().unwrap().remove("type_vocab_size");
         std::fs::write(&cfg, v.to_string()).unwrap();
         let e = BertConfig::from_file(&cfg).unwrap_err().to_string();
-        assert!(e.contains("model_type") && e.contains("mpnet") && e.contains("\"bert\""), "{e}");
+        assert!(
+            e.contains("model_type") && e.contains("mpnet") && e.contains("\"bert\""),
+            "{e}"
+        );
 
         let d = crate::testing::temp_dir("pooling").unwrap();
         crate::testing::write_tiny_bert(&d, 1).unwrap();
@@ -306,8 +313,15 @@ mod family_tests {
         let pool = d.join("1_Pooling/config.json");
         std::fs::write(&pool, r#"{"pooling_mode_mean_tokens": true}"#).unwrap();
         assert!(crate::BertWeights::load_dir(&d).is_ok());
-        std::fs::write(&pool, r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#).unwrap();
+        std::fs::write(
+            &pool,
+            r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#,
+        )
+        .unwrap();
         let e = crate::BertWeights::load_dir(&d).unwrap_err().to_string();
-        assert!(e.contains("1_Pooling") && e.contains("pooling_mode_cls_token"), "{e}");
+        assert!(
+            e.contains("1_Pooling") && e.contains("pooling_mode_cls_token"),
+            "{e}"
+        );
     }
 }

@@ -337,11 +337,12 @@ struct NodeDoc {
     qmax: i32,
 }
 
-struct J<'a> {
+/// `quant.json` being read: errors name its path and the field.
+struct JsonFile<'a> {
     path: &'a Path,
 }
 
-impl J<'_> {
+impl JsonFile<'_> {
     fn err(&self, field: &str, msg: impl Into<String>) -> ModelError {
         ModelError::Config {
             path: self.path.to_path_buf(),
@@ -381,12 +382,13 @@ impl J<'_> {
     }
 }
 
-struct T<'a, 'd> {
+/// `quant.safetensors` being read: typed, shape- and bound-checked tensors.
+struct TensorFile<'a, 'd> {
     path: PathBuf,
     st: &'a SafeTensors<'d>,
 }
 
-impl T<'_, '_> {
+impl TensorFile<'_, '_> {
     fn raw(&self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<&[u8]> {
         let t = self
             .st
@@ -491,7 +493,7 @@ impl T<'_, '_> {
 /// Reads `dir/name` and checks it against the SHA-256 that `quant.json` records for it.
 fn read_checked(
     dir: &Path,
-    j: &J,
+    j: &JsonFile,
     files: &std::collections::BTreeMap<String, String>,
     name: &str,
 ) -> Result<Vec<u8>> {
@@ -647,7 +649,7 @@ fn load_once(dir: &Path) -> Result<Loaded> {
         path: jpath.clone(),
         source: e,
     })?;
-    let j = J { path: &jpath };
+    let j = JsonFile { path: &jpath };
     // format and version first: a newer file should say so, not fail on a new field
     match v.get("format").and_then(Value::as_str) {
         Some(FORMAT_NAME) => {}
@@ -762,7 +764,7 @@ fn load_once(dir: &Path) -> Result<Loaded> {
         path: tpath.clone(),
         msg: e.to_string(),
     })?;
-    let t = T {
+    let t = TensorFile {
         path: tpath.clone(),
         st: &st,
     };
