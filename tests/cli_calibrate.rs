@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{osq, s, setup, text};
+use common::{model_data_out, osq, s, setup, text};
 
 /// The command failed with exit 2 (bad input), an `osq: error:` line and no panic.
 fn bad_input(o: &Output) -> String {
@@ -88,15 +88,7 @@ fn calibrate_methods_verify_bit_exact() {
 fn report_writes_table_and_figure() {
     let (_tmp, model, data) = setup("cli-report");
     let out = model.parent().unwrap().join("report");
-    let o = osq(&[
-        "report",
-        "--model",
-        s(&model),
-        "--data",
-        s(&data),
-        "-o",
-        s(&out),
-    ]);
+    let o = osq(&model_data_out("report", &model, &data, &out));
     assert!(o.status.success(), "{}", text(&o));
     let md = std::fs::read_to_string(out.join("table1.md")).unwrap();
     // a well-formed Markdown table: one row per LayerNorm (embedding LN + 2 per layer), every

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{osq, s, setup, text};
+use common::{model_data_out, osq, s, setup, text};
 
 #[test]
 fn quantize_verify_run() {
@@ -131,15 +131,7 @@ fn bad_input_gives_clear_errors() {
     assert!(!o.status.success());
     assert!(text(&o).contains("quant.json"), "{}", text(&o));
 
-    let o = osq(&[
-        "quantize",
-        "--model",
-        s(&model),
-        "--data",
-        s(&data),
-        "-o",
-        s(&out),
-    ]);
+    let o = osq(&model_data_out("quantize", &model, &data, &out));
     assert!(o.status.success(), "{}", text(&o));
     let o = osq(&[
         "verify",

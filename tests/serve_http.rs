@@ -70,6 +70,13 @@ fn params(tag: &str) -> (osq_model::testing::TestDir, std::path::PathBuf) {
     (tmp, p)
 }
 
+fn metrics(c: &reqwest::blocking::Client, base: &str) -> String {
+    c.get(format!("{base}/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default()
+}
+
 fn health(c: &reqwest::blocking::Client, base: &str) -> u16 {
     c.get(format!("{base}/health"))
         .send()
@@ -214,12 +221,7 @@ fn serves_exact_embeddings_and_clear_errors() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    let m = c
-        .get(format!("{}/metrics", srv.base))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let m = metrics(&c, &srv.base);
     assert!(m.contains("osq_requests_total{status=\"200\"}"), "{m}");
     assert!(m.contains("osq_batch_size_bucket"), "{m}");
     assert!(m.contains("osq_request_duration_seconds_count"), "{m}");
@@ -276,12 +278,7 @@ fn batches_under_load_overload_is_429_and_sigterm_drains() {
     assert_eq!(other, 0, "only 200 and 429 expected ({ok} ok, {busy} busy)");
     let c = client();
     assert_eq!(health(&c, &srv.base), 200);
-    let m = c
-        .get(format!("{}/metrics", srv.base))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let m = metrics(&c, &srv.base);
     if busy > 0 {
         assert!(m.contains("osq_requests_total{status=\"429\"}"), "{m}");
     }

@@ -47,16 +47,25 @@ pub fn setup(tag: &str) -> (TestDir, PathBuf, PathBuf) {
 pub fn calibrated(tag: &str) -> (TestDir, PathBuf, PathBuf, PathBuf) {
     let (tmp, model, data) = setup(tag);
     let out = model.parent().unwrap().join("params");
-    let o = osq(&[
-        "calibrate",
-        "--model",
-        s(&model),
-        "--data",
-        s(&data),
-        "-o",
-        s(&out),
-        "--quiet",
-    ]);
+    let o = osq(&model_data_out("calibrate", &model, &data, &out));
     assert!(o.status.success(), "{}", text(&o));
     (tmp, model, data, out)
+}
+
+/// `COMMAND --model M --data D -o OUT` as arguments (`osq calibrate`, `quantize`, `report`).
+pub fn model_data_out<'a>(
+    command: &'a str,
+    model: &'a Path,
+    data: &'a Path,
+    out: &'a Path,
+) -> Vec<&'a str> {
+    vec![
+        command,
+        "--model",
+        s(model),
+        "--data",
+        s(data),
+        "-o",
+        s(out),
+    ]
 }

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use osq_model::{Batch, Tokenizer};
 
 /// How rows are filled to `seq` tokens.
@@ -38,23 +38,10 @@ impl Fill {
     }
 }
 
-/// Non-empty lines of a UTF-8 text file, trimmed.
+/// The texts of a file, one per line: [`osq_model::text::read_lines`], the reader of every osq
+/// command (LF, CRLF and CR end lines; blank lines skipped; long lines cut).
 pub fn read_sentences(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading sentences from {}", path.display()))?;
-    let s: Vec<String> = text
-        .lines()
-        .map(|l| l.trim())
-        .filter(|l| !l.is_empty())
-        .map(|l| l.to_string())
-        .collect();
-    if s.is_empty() {
-        bail!(
-            "{}: no non-empty line (one sentence per line expected)",
-            path.display()
-        );
-    }
-    Ok(s)
+    Ok(osq_model::text::read_lines(path)?.0)
 }
 
 /// Builds a `[batch, seq]` batch from `sentences` (see the module docs); row `r` starts at
