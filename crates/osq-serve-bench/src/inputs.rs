@@ -16,20 +16,15 @@ use anyhow::{bail, Result};
 use osq_model::{Batch, Tokenizer};
 
 /// How rows are filled to `seq` tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Fill {
+    /// Rows of exactly `seq` real tokens (sentences joined).
     Full,
+    /// One sentence per row, padded.
     Pad,
 }
 
 impl Fill {
-    pub fn parse(s: &str) -> Result<Fill> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "full" => Ok(Fill::Full),
-            "pad" => Ok(Fill::Pad),
-            _ => bail!("unknown fill '{s}': expected full or pad"),
-        }
-    }
     pub fn name(self) -> &'static str {
         match self {
             Fill::Full => "full",

@@ -70,8 +70,8 @@ struct BenchArgs {
     #[arg(long, default_value = "data/movie/eval.txt")]
     data: PathBuf,
     /// `full`: rows of exactly `seq` real tokens (joined sentences); `pad`: one sentence padded.
-    #[arg(long, default_value = "full")]
-    fill: String,
+    #[arg(long, value_enum, default_value_t = Fill::Full)]
+    fill: Fill,
     #[arg(long, default_value_t = 3)]
     warmup: usize,
     #[arg(long, default_value_t = 20)]
@@ -308,7 +308,7 @@ fn bench(a: BenchArgs) -> Result<()> {
     if !(a.max_seconds.is_finite() && a.max_seconds >= 0.0) {
         bail!("--max-seconds must be a non-negative number");
     }
-    let fill = Fill::parse(&a.fill)?;
+    let fill = a.fill;
     let mut wanted: Vec<EngineKind> = a
         .engines
         .iter()
