@@ -37,7 +37,7 @@ fn bench_model(c: &mut Criterion, group: &str, dir: &std::path::Path, texts: &[S
 }
 
 fn tiny(c: &mut Criterion) {
-    let dir = osq::doc_params_dir();
+    let dir = osq_model::testing::doc_params_dir();
     let texts: Vec<String> = osq_model::testing::SENTENCES
         .iter()
         .map(|s| s.to_string())

@@ -3,7 +3,7 @@
 /// Sentence embeddings, one row per input text, row-major.
 ///
 /// ```
-/// # let model = osq::Model::load(osq::doc_params_dir())?;
+/// # let model = osq::Model::load(osq_model::testing::doc_params_dir())?;
 /// let e = model.embed(&["one", "two words"])?;
 /// for (i, row) in e.rows().enumerate() {
 ///     println!("{i}: {} tokens, {:?}…", e.tokens()[i], &row[..4]);
@@ -70,7 +70,7 @@ impl Embeddings {
     /// The rows of `parts`, in order (all of one dimension).
     ///
     /// ```
-    /// # let model = osq::Model::load(osq::doc_params_dir())?;
+    /// # let model = osq::Model::load(osq_model::testing::doc_params_dir())?;
     /// let all = model.embed(&["a", "b", "c"])?;
     /// let parts = vec![model.embed(&["a"])?, model.embed(&["b", "c"])?];
     /// assert_eq!(osq::Embeddings::concat(parts), all);

@@ -5,7 +5,7 @@
 //! engine, verify it against the fake-quant simulation, or calibrate a new one.
 //!
 //! ```
-//! # let params_dir = osq::doc_params_dir();
+//! # let params_dir = osq_model::testing::doc_params_dir();
 //! let model = osq::Model::load(&params_dir)?;
 //! let emb = model.embed(&["a gripping film", "dull and overlong"])?;
 //! println!("{} × {}", emb.len(), emb.dim());
@@ -61,20 +61,4 @@ pub fn read_texts(path: impl AsRef<std::path::Path>) -> Result<Vec<String>> {
         );
     }
     Ok(lines)
-}
-
-/// A parameter directory of the tiny generated model for the documentation examples: one
-/// directory under the system temp dir shared by every doctest process (its contents are
-/// deterministic; it is written atomically, so concurrent first uses are safe).
-#[doc(hidden)]
-pub fn doc_params_dir() -> std::path::PathBuf {
-    let root = std::env::temp_dir().join(format!(
-        "osq-doc-fixture-{}",
-        osq_model::quant::format::FORMAT_VERSION
-    ));
-    let params = root.join("params");
-    if Model::load(&params).is_err() {
-        osq_model::testing::write_tiny_params(&root).expect("writing the tiny doc model");
-    }
-    params
 }

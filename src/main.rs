@@ -17,7 +17,6 @@ fn main() -> ExitCode {
         cli::Command::Eval(a) => cli::eval::eval(a).map(|_| true),
         cli::Command::Calibrate(a) => cli::calibrate::run(a).map(|_| true),
         cli::Command::Report(a) => cli::calibrate::report(a).map(|_| true),
-        cli::Command::TestingFixture(a) => cli::write_fixture(a).map(|_| true),
     };
     match res {
         Ok(true) => ExitCode::SUCCESS,

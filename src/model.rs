@@ -85,7 +85,7 @@ pub struct ModelInfo {
 /// A quantized model on the integer engine.
 ///
 /// ```
-/// # let dir = osq::doc_params_dir();
+/// # let dir = osq_model::testing::doc_params_dir();
 /// let model = osq::Model::load(&dir)?;
 /// let e = model.embed(&["a cat sat on the mat", "the dog"])?;
 /// assert_eq!(e.len(), 2);
@@ -127,7 +127,7 @@ impl Model {
     /// Loads a parameter directory with `opts`.
     ///
     /// ```
-    /// # let dir = osq::doc_params_dir();
+    /// # let dir = osq_model::testing::doc_params_dir();
     /// let opts = osq::ModelOptions { threads: 1, truncate: false, ..Default::default() };
     /// let model = osq::Model::load_with(&dir, opts)?;
     /// let long = "word ".repeat(1000);
@@ -204,7 +204,7 @@ impl Model {
     /// running the model. Errors as [`Model::embed`] would on a too-long text.
     ///
     /// ```
-    /// # let model = osq::Model::load(osq::doc_params_dir())?;
+    /// # let model = osq::Model::load(osq_model::testing::doc_params_dir())?;
     /// assert_eq!(model.count_tokens(&["the cat"])?, vec![4]); // [CLS] the cat [SEP]
     /// # Ok::<(), osq::Error>(())
     /// ```
@@ -232,7 +232,7 @@ impl Model {
     /// over each text's tokens, L2-normalised (n × dim, in input order).
     ///
     /// ```
-    /// # let model = osq::Model::load(osq::doc_params_dir())?;
+    /// # let model = osq::Model::load(osq_model::testing::doc_params_dir())?;
     /// let e = model.embed(&["good movie", "bad movie"])?;
     /// let norm: f32 = e.row(0).iter().map(|x| x * x).sum::<f32>().sqrt();
     /// assert!((norm - 1.0).abs() < 1e-5);
@@ -247,7 +247,7 @@ impl Model {
     /// [`Model::embed`] with per-call options.
     ///
     /// ```
-    /// # let model = osq::Model::load(osq::doc_params_dir())?;
+    /// # let model = osq::Model::load(osq_model::testing::doc_params_dir())?;
     /// let raw = model.embed_with(&["good movie"], &osq::EmbedOptions { normalize: false, ..Default::default() })?;
     /// let unit = model.embed(&["good movie"])?;
     /// let norm = raw.row(0).iter().map(|x| x * x).sum::<f32>().sqrt();

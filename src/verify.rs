@@ -292,7 +292,7 @@ impl Model {
     /// the deploy-mode reference and the paper-mode executor, node by node.
     ///
     /// ```
-    /// # let model = osq::Model::load(osq::doc_params_dir())?;
+    /// # let model = osq::Model::load(osq_model::testing::doc_params_dir())?;
     /// let r = model.verify(&["the cat sat on the mat.", "a dog"], &osq::VerifyOptions::default())?;
     /// assert!(r.bit_exact());
     /// assert_eq!(r.texts, 2);

@@ -38,6 +38,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 cargo package --workspace --no-verify --allow-dirty -q
 
 step "Python wheel: pytest (bit-exact with the CLI, threads, errors, Ray batch job)"
+cargo build --release -q --example tiny_fixture
 OSQ_BIN="$OSQ" python3 -m pytest -q python/tests
 
 if [ -x tools/test-aarch64.sh ]; then

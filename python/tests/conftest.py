@@ -10,7 +10,9 @@ import osq
 
 ROOT = Path(__file__).resolve().parents[2]
 OSQ = os.environ.get("OSQ_BIN", str(ROOT / "target" / "release" / "osq"))
-# the texts of the tiny model, filled from the sentences.txt that `osq testing-fixture` writes
+# the tiny model writer (`cargo build --release --example tiny_fixture`; tools/test.sh builds it)
+FIXTURE = str(ROOT / "target" / "release" / "examples" / "tiny_fixture")
+# the texts of the tiny model, filled from the sentences.txt that tiny_fixture writes
 SENTENCES: list = []
 
 
@@ -19,7 +21,7 @@ def params(tmp_path_factory):
     """A tiny generated BERT (the CLI's test fixture writer), calibrated through the wheel."""
     root = tmp_path_factory.mktemp("osq")
     model = root / "model"
-    subprocess.run([OSQ, "testing-fixture", "--output", str(model)], check=True)
+    subprocess.run([FIXTURE, str(model)], check=True)
     data = model / "sentences.txt"
     SENTENCES[:] = [l for l in data.read_text().splitlines() if l.strip()]
     out = root / "params"

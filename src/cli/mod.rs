@@ -37,28 +37,6 @@ pub enum Command {
     /// default; Percentile, OMSE, OS, OS+).
     #[command(alias = "quantize")]
     Calibrate(calibrate::CalibrateArgs),
-    /// (tests) Write the tiny generated BERT checkpoint the test suites use, and
-    /// `sentences.txt` (texts in its vocabulary) beside it.
-    #[command(hide = true)]
-    TestingFixture(TestingFixtureArgs),
     /// The OS paper's Table 1 and Fig. 1 on a model (γ vs. non-scaling LayerNorm outliers).
     Report(calibrate::ReportArgs),
-}
-
-#[derive(clap::Args, Debug)]
-pub struct TestingFixtureArgs {
-    /// Directory to write the tiny model into.
-    #[arg(short = 'o', long = "output")]
-    pub output: std::path::PathBuf,
-    /// Seed of its random weights.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-}
-
-/// `osq testing-fixture`: the tiny model and its sentences.
-pub fn write_fixture(a: &TestingFixtureArgs) -> anyhow::Result<()> {
-    osq_model::testing::write_tiny_bert(&a.output, a.seed)?;
-    let p = a.output.join("sentences.txt");
-    std::fs::write(&p, osq_model::testing::SENTENCES.join("\n") + "\n")
-        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
 }

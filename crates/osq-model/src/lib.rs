@@ -3,7 +3,8 @@
 //!
 //! FP32 half: [`config`] (HF `config.json`), [`weights`] (safetensors → owned `f32`),
 //! [`tokenize`] (padded batches), [`fp32`] (forward with observation hooks, pooling, heads),
-//! [`testing`] (deterministic tiny checkpoints for tests of every crate).
+//! `testing` (deterministic tiny checkpoints and temp dirs for the tests of every crate; feature
+//! `testing`, off in the runtime).
 
 pub mod atomic;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod fp32;
 pub mod metrics;
 pub mod rng;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;
 pub mod threads;

@@ -379,3 +379,18 @@ pub fn write_tiny_params(root: &Path) -> Result<std::path::PathBuf> {
     format::save(&qm.params, &out, Some(&model))?;
     Ok(out)
 }
+
+/// A parameter directory of the tiny generated model for documentation examples: one directory
+/// under the system temp dir shared by every doctest process (its contents are deterministic;
+/// it is written atomically, so concurrent first uses are safe).
+pub fn doc_params_dir() -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!(
+        "osq-doc-fixture-{}",
+        crate::quant::format::FORMAT_VERSION
+    ));
+    let params = root.join("params");
+    if crate::quant::format::load(&params).is_err() {
+        write_tiny_params(&root).expect("writing the tiny doc model");
+    }
+    params
+}

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use osq_model::testing::SplitMix64;
+use osq_model::rng::SplitMix64;
 use osq_model::Batch;
 use serde::Serialize;
 
