@@ -14,7 +14,7 @@ use osq_model::metrics::cosine;
 use osq_model::quant::integer::{pool_embeddings, IntOptions};
 use osq_model::quant::paper::PaperModel;
 use osq_model::quant::trace::NodeStats;
-use osq_model::quant::{reference, Node, TraceStats};
+use osq_model::quant::{deploy, Node, TraceStats};
 use osq_model::BertWeights;
 
 use crate::error::{Error, Result};
@@ -73,7 +73,7 @@ pub struct VerifyReport {
     /// One entry per ISA.
     pub isas: Vec<IsaResult>,
     /// Integer vs deploy reference per layer and node (all ISAs merged).
-    pub reference: TraceStats,
+    pub deploy: TraceStats,
     /// Integer vs paper mode, each node from the integer engine's input codes.
     pub paper_per_step: TraceStats,
     /// Integer vs paper mode, each simulation feeding itself through all layers.
@@ -108,13 +108,13 @@ impl VerifyReport {
 
     /// The full report as JSON (what `osq verify --json` writes).
     pub fn to_json(&self) -> Value {
-        let nl = self.reference.layers.len();
+        let nl = self.deploy.layers.len();
         let mut rows = Vec::new();
         for l in 0..nl {
             for n in Node::ALL.into_iter().filter(|n| n.in_layer(l)) {
                 rows.push(json!({
                     "layer": l, "node": n.name(),
-                    "integer_vs_reference": stats_json(&self.reference.layers[l][n.index()]),
+                    "integer_vs_reference": stats_json(&self.deploy.layers[l][n.index()]),
                     "integer_vs_paper_per_step": stats_json(&self.paper_per_step.layers[l][n.index()]),
                     "integer_vs_paper_cascaded": stats_json(&self.paper_cascaded.layers[l][n.index()]),
                 }));
@@ -208,9 +208,9 @@ impl VerifyReport {
             "max",
             "cosine"
         );
-        for l in 0..self.reference.layers.len() {
+        for l in 0..self.deploy.layers.len() {
             for n in Node::ALL.into_iter().filter(|n| n.in_layer(l)) {
-                let r = &self.reference.layers[l][n.index()];
+                let r = &self.deploy.layers[l][n.index()];
                 let ps = &self.paper_per_step.layers[l][n.index()];
                 let pp = &self.paper_cascaded.layers[l][n.index()];
                 let _ = writeln!(
@@ -347,7 +347,7 @@ impl Model {
             let batch = tok.encode_batch(&refs, max_len)?;
             tokens += batch.lengths.iter().sum::<usize>();
             let (want, pap, step) = pool.install(|| -> Result<_> {
-                let want = reference::forward(qm, &batch)?;
+                let want = deploy::forward(qm, &batch)?;
                 let pap = paper.forward(&batch)?;
                 let ref_traces: Vec<_> = want.iter().map(|r| r.trace.clone()).collect();
                 let step = paper.forward_forced(&batch, &ref_traces)?;
@@ -415,7 +415,7 @@ impl Model {
             tokens,
             seconds: t0.elapsed().as_secs_f64(),
             isas,
-            reference: merged,
+            deploy: merged,
             paper_per_step: vs_step,
             paper_cascaded: vs_paper,
             fp32_cosines: cos,

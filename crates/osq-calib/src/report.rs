@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+use osq_model::svg::{esc, Svg};
+
 use osq_model::fp32::ThreadPool;
 use osq_model::quant::MinMax;
 use osq_model::{Batch, BertWeights};
@@ -277,12 +279,6 @@ pub fn table_markdown(r: &Report) -> String {
     s
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// Fig. 1 as a hand-written SVG: three stacked panels (max|X̃|, γ, max|X'|) over the embedding
 /// dimension, one bar per dimension, the largest dimensions labelled.
 pub fn fig1_svg(f: &Fig1) -> String {
@@ -291,11 +287,6 @@ pub fn fig1_svg(f: &Fig1) -> String {
     let pw = w - left - 20.0;
     let height = top + 3.0 * ph + 3.0 * gap + 10.0;
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" viewBox="0 0 {w} {height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
         r#"<text x="{}" y="20" text-anchor="middle" font-size="15">Outliers of {} over the embedding dimension</text>"#,
@@ -385,6 +376,7 @@ pub fn fig1_svg(f: &Fig1) -> String {
             n - 1
         );
     }
-    s.push_str("</svg>\n");
-    s
+    let mut doc = Svg::new(w, height);
+    doc.raw(&s);
+    doc.finish()
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod fp32;
 pub mod metrics;
 pub mod rng;
+pub mod svg;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;

@@ -6,7 +6,7 @@ mod quant_support;
 use osq_kernels::Isa;
 use osq_model::quant::integer::{IntOptions, IntegerModel};
 use osq_model::quant::paper::PaperModel;
-use osq_model::quant::{reference, BitsConfig, Node, TraceStats};
+use osq_model::quant::{deploy, BitsConfig, Node, TraceStats};
 use quant_support::*;
 
 #[test]
@@ -20,7 +20,7 @@ fn integer_equals_reference_everywhere() {
     );
     for bits in BitsConfig::ALL {
         let qm = model(&t, bits);
-        let refs = reference::forward(&qm, &b).unwrap();
+        let refs = deploy::forward(&qm, &b).unwrap();
         let im = IntegerModel::new(qm).unwrap();
         let nl = im.quant().params.layers.len();
         for isa in Isa::available() {
@@ -82,7 +82,7 @@ fn kept_buffers_across_batch_sizes() {
             .unwrap();
         for texts in [SENTENCES, &SENTENCES[..1], &SENTENCES[1..3], SENTENCES] {
             let b = batch(&t, texts);
-            let refs = reference::forward(im.quant(), &b).unwrap();
+            let refs = deploy::forward(im.quant(), &b).unwrap();
             let out = pool
                 .install(|| im.forward(&b, &IntOptions::default()))
                 .unwrap();
@@ -104,7 +104,7 @@ fn paper_mode_agrees_on_the_tiny_model() {
     let b = batch(&t, SENTENCES);
     for bits in BitsConfig::ALL {
         let qm = model(&t, bits);
-        let refs = reference::forward(&qm, &b).unwrap();
+        let refs = deploy::forward(&qm, &b).unwrap();
         let pm = PaperModel::new(&qm.params);
         let paper = pm.forward(&b).unwrap();
         let forced: Vec<_> = refs.iter().map(|r| r.trace.clone()).collect();

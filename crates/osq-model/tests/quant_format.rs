@@ -2,7 +2,7 @@
 
 mod quant_support;
 
-use osq_model::quant::{format, reference, BitsConfig, QuantModel};
+use osq_model::quant::{deploy, format, BitsConfig, QuantModel};
 use osq_model::testing::temp_dir;
 use quant_support::*;
 use serde_json::Value;
@@ -77,8 +77,8 @@ fn round_trip_is_exact() {
         let back = format::load(&dir).unwrap();
         assert_eq!(back, p, "{bits}");
         let b = batch(&t, SENTENCES);
-        let a = reference::forward(&QuantModel::new(p).unwrap(), &b).unwrap();
-        let c = reference::forward(&QuantModel::new(back).unwrap(), &b).unwrap();
+        let a = deploy::forward(&QuantModel::new(p).unwrap(), &b).unwrap();
+        let c = deploy::forward(&QuantModel::new(back).unwrap(), &b).unwrap();
         assert_eq!(a, c);
         let v: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("quant.json")).unwrap())

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+
+use osq_model::svg::{esc, Svg};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -163,12 +165,6 @@ const COLORS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
 ];
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// SVG: p50 latency (log scale) vs sequence length (log2 scale), batch 1, one panel per thread
 /// count, one line per engine. `None` when there is no batch-1 record.
 pub fn svg(records: &[Record], title: &str) -> Option<String> {
@@ -217,11 +213,6 @@ pub fn svg(records: &[Record], title: &str) -> Option<String> {
             .max((*seqs.first()? as f64).log2() + 1.0),
     );
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
         r#"<text x="{:.0}" y="20" font-size="15" text-anchor="middle">{}</text>"#,
@@ -353,8 +344,9 @@ pub fn svg(records: &[Record], title: &str) -> Option<String> {
             esc(e)
         );
     }
-    s.push_str("</svg>\n");
-    Some(s)
+    let mut doc = Svg::new(width, height);
+    doc.raw(&s);
+    Some(doc.finish())
 }
 
 /// Writes `text` to `path` atomically (`.part` then rename).

@@ -22,9 +22,9 @@ use rayon::prelude::*;
 use crate::error::{ModelError, Result};
 use crate::tokenize::Batch;
 
+use super::deploy::check_ids;
 use super::graph::{QLinear, QuantModel};
 use super::nonlin::sat_i32;
-use super::reference::check_ids;
 use super::rows::{self, codes_row, gelu_row, ln_row, residual_row, softmax_row, LayerRows};
 use super::trace::Trace;
 use super::Node;

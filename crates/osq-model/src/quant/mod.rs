@@ -7,7 +7,8 @@
 //!   [`graph::QuantModel`] (derived integer constants of docs/quant-graph.md).
 //! - [`mod@format`]: the `quant.safetensors` + `quant.json` parameter directory.
 //! - [`nonlin`]: integer softmax / LayerNorm / GELU thresholds.
-//! - [`mod@reference`]: deploy-mode fake-quant executor (straightforward, exact).
+//! - [`deploy`]: the deploy-mode fake-quant executor (straightforward, exact): the reference
+//!   the integer executor must equal bit for bit.
 //! - [`paper`]: paper-mode fake-quant executor (plain f32, as PyTorch would run it).
 //! - [`integer`]: the optimized integer executor on osq-kernels.
 //! - [`rows`]: its per-row steps on `osq_kernels::rowops`, the definitions as fallback.
@@ -19,9 +20,9 @@ pub mod integer;
 pub mod minmax;
 /// The integer nonlinearities' definitions (in osq-kernels, beside their fast forms).
 pub use osq_kernels::rowops::definitions as nonlin;
+pub mod deploy;
 pub mod paper;
 pub mod qparams;
-pub mod reference;
 pub mod rows;
 #[cfg(test)]
 mod rows_tests;

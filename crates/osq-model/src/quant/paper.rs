@@ -11,9 +11,9 @@ use crate::fp32::{gelu, linear, ThreadPool};
 use crate::tokenize::Batch;
 use crate::weights::Linear;
 
+use super::deploy::SeqOutput;
 use super::graph::{LnParams, QLinear, QTable, QuantParams};
 use super::qparams::QParams;
-use super::reference::SeqOutput;
 use super::trace::Trace;
 use super::Node;
 
@@ -155,7 +155,7 @@ impl<'a> PaperModel<'a> {
             c.num_attention_heads,
             c.head_dim(),
         );
-        super::reference::check_ids(c, ids, types)?;
+        super::deploy::check_ids(c, ids, types)?;
         let exec = ThreadPool::single();
         let n = ids.len();
         let eps = p.eps as f32;
