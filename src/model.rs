@@ -200,6 +200,16 @@ impl Model {
         }
     }
 
+    /// Embedding dimension.
+    pub fn dim(&self) -> usize {
+        self.int.quant().config().hidden_size
+    }
+
+    /// Maximum tokens per text (special tokens included).
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
     /// Token count of each text (special tokens included, before truncation), without
     /// running the model. Errors as [`Model::embed`] would on a too-long text.
     ///
@@ -256,7 +266,7 @@ impl Model {
     /// ```
     pub fn embed_with<S: AsRef<str>>(&self, texts: &[S], eo: &EmbedOptions) -> Result<Embeddings> {
         let truncate = eo.truncate.unwrap_or(self.opts.truncate);
-        let dim = self.int.quant().config().hidden_size;
+        let dim = self.dim();
         let mut data = Vec::with_capacity(texts.len() * dim);
         let mut tokens = Vec::with_capacity(texts.len());
         let opts = IntOptions {

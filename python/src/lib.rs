@@ -85,7 +85,7 @@ impl Model {
         let e = py
             .detach(|| -> osq::Result<(Vec<f32>, usize)> {
                 let mut data = Vec::new();
-                let mut dim = self.inner.info().dim;
+                let mut dim = self.inner.dim();
                 for chunk in texts.chunks(step.max(1)) {
                     let e = self.inner.embed_with(chunk, &eo)?;
                     dim = e.dim();
@@ -142,7 +142,7 @@ impl Model {
     /// Embedding dimension.
     #[getter]
     fn dim(&self) -> usize {
-        self.inner.info().dim
+        self.inner.dim()
     }
 
     fn __repr__(&self) -> String {

@@ -50,8 +50,6 @@ pub struct Metrics {
     pub queue_depth: AtomicUsize,
     /// Tokens embedded.
     pub tokens: AtomicU64,
-    /// Texts embedded.
-    pub texts: AtomicU64,
     /// Nanoseconds the worker spent computing.
     pub compute_ns: AtomicU64,
     by_status: Mutex<Vec<(u16, u64)>>,

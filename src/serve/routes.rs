@@ -183,7 +183,7 @@ async fn run_texts(
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Backend", e.to_string()))?;
     let tokens = tokens?;
-    let max = st.model.info().max_length;
+    let max = st.model.max_length();
     let tokens: usize = tokens.iter().map(|&n| n.min(max)).sum();
     let (tx, rx) = oneshot::channel();
     let job = Job {
@@ -261,9 +261,6 @@ async fn embed(State(st): State<AppState>, body: Bytes) -> Response {
             normalize: req.normalize.unwrap_or(true),
         };
         let e = run_texts(&st, req.inputs.into_vec(), opts).await?;
-        st.metrics
-            .texts
-            .fetch_add(e.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(Json(rows(&e)).into_response())
     }
     .await;
@@ -283,7 +280,7 @@ async fn openai_embeddings(State(st): State<AppState>, body: Bytes) -> Response 
                 ));
             }
         }
-        let dim = st.model.info().dim;
+        let dim = st.model.dim();
         if let Some(d) = req.dimensions {
             if d != dim {
                 return Err(ApiError::new(

@@ -335,12 +335,7 @@ impl Tokenizer {
     /// Encode single texts: `[CLS] text [SEP]`, truncated to `min(max_len,
     /// max_position_embeddings)` tokens, padded to the longest sequence of the batch.
     pub fn encode_batch(&self, texts: &[&str], max_len: usize) -> Result<Batch> {
-        let (_, budget) = self.budget(max_len, false)?;
-        let encs = texts
-            .iter()
-            .map(|t| self.encode_one(t, None, budget))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(self.collect(encs))
+        Ok(self.encode_batch_checked(texts, max_len, true)?.0)
     }
 
     /// Encode text pairs: `[CLS] a [SEP] b [SEP]` (type ids 0 then 1), longest-first truncation.
