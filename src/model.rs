@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use osq_kernels::Isa;
-use osq_model::quant::integer::{mean_pool_codes, IntOptions, IntegerModel};
+use osq_model::quant::integer::{pool_codes_with, IntOptions, IntegerModel};
 use osq_model::quant::{format, QuantModel};
 use osq_model::threads::resolve_threads;
 use osq_model::{Batch, Tokenizer};
@@ -22,8 +22,8 @@ pub struct ModelOptions {
     pub threads: usize,
     /// Kernel ISA (`None`: the best this CPU has, or `OSQ_ISA`).
     pub isa: Option<Isa>,
-    /// Maximum tokens per text, special tokens included (`None`: the model's
-    /// `max_position_embeddings`; larger values are capped there).
+    /// Maximum tokens per text, special tokens included (`None`: the model's maximum, its
+    /// `max_position_embeddings` less the position offset; larger values are capped there).
     pub max_length: Option<usize>,
     /// Cut texts longer than the maximum length (`false`: such a text is an error).
     pub truncate: bool,
@@ -43,22 +43,14 @@ impl Default for ModelOptions {
     }
 }
 
-/// Per-call options of [`Model::embed_with`].
-#[derive(Clone, Copy, Debug)]
+/// Per-call options of [`Model::embed_with`]; `Default` follows the model for both.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct EmbedOptions {
     /// Cut texts longer than the maximum length (`None`: the model's [`ModelOptions::truncate`]).
     pub truncate: Option<bool>,
-    /// L2-normalise each embedding (the default, as sentence-transformers models do).
-    pub normalize: bool,
-}
-
-impl Default for EmbedOptions {
-    fn default() -> Self {
-        EmbedOptions {
-            truncate: None,
-            normalize: true,
-        }
-    }
+    /// L2-normalise each embedding (`None`: as the model's sentence-transformers metadata
+    /// says, normalised when it has none).
+    pub normalize: Option<bool>,
 }
 
 /// What a loaded model is and how it runs (`osq serve`'s `/info`).
@@ -145,7 +137,7 @@ impl Model {
         };
         let loaded = format::load_files(dir)?;
         let p = loaded.params;
-        let max_pos = p.config.max_position_embeddings;
+        let max_pos = p.config.max_tokens();
         let max_length = opts.max_length.unwrap_or(max_pos).min(max_pos);
         let tpath = dir.join("tokenizer.json");
         let tok = match &loaded.tokenizer_json {
@@ -258,7 +250,7 @@ impl Model {
     ///
     /// ```
     /// # let model = osq::Model::load(osq_model::testing::doc_params_dir())?;
-    /// let raw = model.embed_with(&["good movie"], &osq::EmbedOptions { normalize: false, ..Default::default() })?;
+    /// let raw = model.embed_with(&["good movie"], &osq::EmbedOptions { normalize: Some(false), ..Default::default() })?;
     /// let unit = model.embed(&["good movie"])?;
     /// let norm = raw.row(0).iter().map(|x| x * x).sum::<f32>().sqrt();
     /// assert!((raw.row(0)[0] / norm - unit.row(0)[0]).abs() < 1e-5);
@@ -276,7 +268,12 @@ impl Model {
         for chunk in texts.chunks(self.opts.batch_size) {
             let (batch, _) = self.encode(chunk, truncate)?;
             let out = self.pool.install(|| self.int.forward(&batch, &opts))?;
-            data.extend(mean_pool_codes(self.int.quant(), &out, eo.normalize));
+            data.extend(pool_codes_with(
+                self.int.quant(),
+                &out,
+                eo.normalize
+                    .unwrap_or(self.int.quant().params.sentence.normalize),
+            ));
             tokens.extend_from_slice(&batch.lengths);
         }
         Ok(Embeddings::new(data, dim, tokens))

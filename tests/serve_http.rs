@@ -134,7 +134,7 @@ fn serves_exact_embeddings_and_clear_errors() {
         .embed_with(
             &[texts[3]],
             &osq::EmbedOptions {
-                normalize: false,
+                normalize: Some(false),
                 ..Default::default()
             },
         )

@@ -24,7 +24,7 @@ class Model:
         self,
         texts: Sequence[str],
         batch_size: Optional[int] = None,
-        normalize: bool = True,
+        normalize: Optional[bool] = None,
         truncate: Optional[bool] = None,
     ) -> npt.NDArray[np.float32]: ...
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...

@@ -64,14 +64,15 @@ impl Model {
         Ok(Model { inner })
     }
 
-    /// Sentence embeddings, a float32 array of shape (len(texts), dim).
-    #[pyo3(signature = (texts, batch_size = None, normalize = true, truncate = None))]
+    /// Sentence embeddings, a float32 array of shape (len(texts), dim); `normalize` None follows
+    /// the model (its sentence-transformers `Normalize` module, normalised when it has none).
+    #[pyo3(signature = (texts, batch_size = None, normalize = None, truncate = None))]
     fn encode<'py>(
         &self,
         py: Python<'py>,
         texts: Vec<String>,
         batch_size: Option<usize>,
-        normalize: bool,
+        normalize: Option<bool>,
         truncate: Option<bool>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         if batch_size == Some(0) {

@@ -258,7 +258,7 @@ async fn embed(State(st): State<AppState>, body: Bytes) -> Response {
         }
         let opts = EmbedOptions {
             truncate: req.truncate,
-            normalize: req.normalize.unwrap_or(true),
+            normalize: req.normalize,
         };
         let e = run_texts(&st, req.inputs.into_vec(), opts).await?;
         Ok(Json(rows(&e)).into_response())

@@ -570,7 +570,9 @@ impl<'a> Engine<'a> {
         self.quantize(&mut v, l, Node::Value);
 
         let mut p = vec![0f32; bsz * heads * seq * seq];
-        fp32::attention_scores(exec, &q, &k, bsz, seq, heads, &mut p);
+        let rel = fp32::relative_bias(&self.g.w);
+        let bias = rel.as_ref().map(fp32::RelativeBiasTable::view);
+        fp32::attention_scores(exec, &q, &k, bsz, seq, heads, bias, &mut p);
         fp32::softmax_masked(exec, &mut p, &batch.mask, seq, heads);
         tap(obs, Tap::Node(l, Node::Probs), &p, seq);
         if save {
@@ -677,10 +679,11 @@ pub fn check_batches(w: &BertWeights, batches: &[Batch]) -> Result<()> {
     let c = &w.config;
     for b in batches {
         b.validate()?;
-        if b.seq_len > c.max_position_embeddings {
+        if b.seq_len > c.max_tokens() {
             return Err(CalibError::Failed(format!(
-                "sequence length {} exceeds max_position_embeddings {}",
-                b.seq_len, c.max_position_embeddings
+                "sequence length {} exceeds the model's {} positions",
+                b.seq_len,
+                c.max_tokens()
             )));
         }
         if let Some(&id) = b.ids.iter().find(|&&id| id as usize >= c.vocab_size) {

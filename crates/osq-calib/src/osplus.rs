@@ -146,6 +146,7 @@ fn attention_ctx(
     batch: &Batch,
     lins: [&Linear; 3],
     heads: usize,
+    bias: Option<fp32::RelativeBias<'_>>,
 ) -> Vec<f32> {
     let rows = batch.rows();
     let h = lins[0].out_features;
@@ -157,7 +158,7 @@ fn attention_ctx(
     fp32::linear(exec, x, rows, lins[2], &mut v);
     let (bsz, seq) = (batch.batch, batch.seq_len);
     let mut p = vec![0f32; bsz * heads * seq * seq];
-    fp32::attention_scores(exec, &q, &k, bsz, seq, heads, &mut p);
+    fp32::attention_scores(exec, &q, &k, bsz, seq, heads, bias, &mut p);
     fp32::softmax_masked(exec, &mut p, &batch.mask, seq, heads);
     let mut ctx = vec![0f32; rows * h];
     fp32::attention_context(exec, &p, &v, &batch.lengths, bsz, seq, heads, &mut ctx);
@@ -239,12 +240,16 @@ fn search_edge(
         Consumer::Qkv(l) | Consumer::Fc1(l) => l,
     };
     let lw = &g.w.layers[lw_idx];
+    let rel = fp32::relative_bias(&g.w);
+    let rel_bias = rel.as_ref().map(fp32::RelativeBiasTable::view);
     // FP targets
     let targets: Vec<Vec<f32>> = batches
         .iter()
         .zip(&xs)
         .map(|(b, x)| match edge.consumer {
-            Consumer::Qkv(_) => attention_ctx(exec, x, b, [&lw.query, &lw.key, &lw.value], heads),
+            Consumer::Qkv(_) => {
+                attention_ctx(exec, x, b, [&lw.query, &lw.key, &lw.value], heads, rel_bias)
+            }
             Consumer::Fc1(_) => {
                 let mut o = vec![0f32; b.rows() * lw.ffn1.out_features];
                 let nb = Linear {
@@ -305,7 +310,7 @@ fn search_edge(
                         row.iter_mut().zip(&s).for_each(|(v, sj)| *v /= sj);
                     }
                     exec.run(|| fq_inplace(&mut xq, &aq));
-                    let o = attention_ctx(exec, &xq, b, [&lq, &lk, &lv], heads);
+                    let o = attention_ctx(exec, &xq, b, [&lq, &lk, &lv], heads, rel_bias);
                     let (e, n) = token_loss(b, &o, tgt, h);
                     tot += e;
                     cnt += n;

@@ -1,4 +1,6 @@
-//! FP32 reference forward of a post-LN BERT encoder (Hugging Face `BertModel` semantics).
+//! FP32 reference forward of a post-LN BERT-family encoder (Hugging Face `BertModel`,
+//! `RobertaModel`, `ElectraModel`, `DistilBertModel`, `MPNetModel` semantics: they differ only
+//! in position ids, token types and MPNet's relative position bias, see [`crate::config`]).
 //!
 //! This is the float model that calibration observes and that every quantized result is
 //! compared against, so it favours clarity and accuracy over speed: the Linear layers use the
@@ -234,6 +236,7 @@ pub fn layer_norm_row(x: &[f32], ln: &LayerNormW, out: &mut [f32]) {
 /// then does not depend on `seq`, so a sentence gives bitwise the same result alone or
 /// padded in a batch (`gemm` picks shape-dependent kernels and differs by an ulp). The
 /// attention matmuls are < 10 % of the FLOPs of an encoder layer.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_scores(
     exec: &ThreadPool,
     q: &[f32],
@@ -241,6 +244,7 @@ pub fn attention_scores(
     batch: usize,
     seq: usize,
     heads: usize,
+    bias: Option<RelativeBias<'_>>,
     scores: &mut [f32],
 ) {
     let hidden = q.len() / (batch * seq).max(1);
@@ -249,6 +253,7 @@ pub fn attention_scores(
     assert_eq!(k.len(), q.len());
     assert_eq!(scores.len(), batch * heads * seq * seq);
     let sqrt_d = (d as f32).sqrt();
+    let buckets = bias.map(|b| crate::relative::bucket_table(seq, b.buckets));
     exec.for_each_chunk(scores, seq * seq, |bh, s| {
         let (b, h) = (bh / heads, bh % heads);
         // Kᵀ of this (sequence, head): [d, seq], so each score row is a sum of d axpys
@@ -267,8 +272,58 @@ pub fn attention_scores(
                 row.iter_mut().zip(kr).for_each(|(o, &kv)| *o += qv * kv);
             }
             row.iter_mut().for_each(|o| *o /= sqrt_d);
+            if let (Some(b), Some(t)) = (bias, &buckets) {
+                crate::relative::add_bias_row_f32(
+                    row,
+                    i,
+                    t,
+                    &b.per_head[h * b.buckets..(h + 1) * b.buckets],
+                );
+            }
         }
     });
+}
+
+/// MPNet's relative position bias, head-major: `per_head` is `[heads, buckets]`.
+#[derive(Debug, Clone, Copy)]
+pub struct RelativeBias<'a> {
+    pub per_head: &'a [f32],
+    pub buckets: usize,
+}
+
+/// The relative position bias of `w`, head-major (MPNet; `None` for the other families).
+pub fn relative_bias(w: &BertWeights) -> Option<RelativeBiasTable> {
+    let (b, nb) = (
+        w.relative_attention_bias.as_ref()?,
+        w.config.relative_attention_num_buckets?,
+    );
+    let heads = w.config.num_attention_heads;
+    let mut per_head = vec![0.0f32; heads * nb];
+    for k in 0..nb {
+        for h in 0..heads {
+            per_head[h * nb + k] = b[k * heads + h];
+        }
+    }
+    Some(RelativeBiasTable {
+        per_head,
+        buckets: nb,
+    })
+}
+
+/// Owned form of [`RelativeBias`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelativeBiasTable {
+    pub per_head: Vec<f32>,
+    pub buckets: usize,
+}
+
+impl RelativeBiasTable {
+    pub fn view(&self) -> RelativeBias<'_> {
+        RelativeBias {
+            per_head: &self.per_head,
+            buckets: self.buckets,
+        }
+    }
 }
 
 /// Dot product with a fixed summation order (8 interleaved partial sums, then a fixed tree),
@@ -475,10 +530,11 @@ impl Site {
 fn check_batch(w: &BertWeights, batch: &Batch) -> Result<()> {
     batch.validate()?;
     let c = &w.config;
-    if batch.seq_len > c.max_position_embeddings {
+    if batch.seq_len > c.max_tokens() {
         return Err(ModelError::Input(format!(
-            "sequence length {} exceeds max_position_embeddings {}",
-            batch.seq_len, c.max_position_embeddings
+            "sequence length {} exceeds the model's {} positions",
+            batch.seq_len,
+            c.max_tokens()
         )));
     }
     if let Some(&id) = batch.ids.iter().find(|&&id| id as usize >= c.vocab_size) {
@@ -500,15 +556,32 @@ fn check_batch(w: &BertWeights, batch: &Batch) -> Result<()> {
     Ok(())
 }
 
-/// Embedding sum `(word + token_type) + position` (HF order), `[batch·seq, hidden]`.
+/// Embedding sum `(word + token_type) + position` (HF order), `[batch·seq, hidden]`; position
+/// ids per [`crate::BertConfig::position_ids`] (padding rows get the positions of real tokens
+/// after the text: they are masked everywhere).
 pub fn embed(w: &BertWeights, batch: &Batch) -> Vec<f32> {
     let h = w.config.hidden_size;
     let e = &w.embeddings;
     let mut out = vec![0.0f32; batch.rows() * h];
+    let mut positions = Vec::with_capacity(batch.rows());
+    let mut seq_pos = Vec::new();
+    for b in 0..batch.batch {
+        let row = b * batch.seq_len;
+        let len = batch.lengths[b];
+        w.config
+            .position_ids(&batch.ids[row..row + len], &mut seq_pos);
+        positions.extend_from_slice(&seq_pos);
+        let next = seq_pos.last().map_or(w.config.position_offset, |&p| p + 1);
+        positions.extend(
+            (next..)
+                .take(batch.seq_len - len)
+                .map(|p| p.min(w.config.max_position_embeddings - 1)),
+        );
+    }
     for (r, o) in out.chunks_exact_mut(h).enumerate() {
         let id = batch.ids[r] as usize;
         let tt = batch.type_ids[r] as usize;
-        let pos = r % batch.seq_len.max(1);
+        let pos = positions[r];
         let we = &e.word[id * h..(id + 1) * h];
         let te = &e.token_type[tt * h..(tt + 1) * h];
         let pe = &e.position[pos * h..(pos + 1) * h];
@@ -563,6 +636,7 @@ pub fn forward_hooked(
     let mut tmp = vec![0.0f32; rows * h];
     let mut mid = vec![0.0f32; rows * h];
     let mut f1 = vec![0.0f32; rows * inter];
+    let rel = relative_bias(w);
 
     for (l, lw) in w.layers.iter().enumerate() {
         linear(exec, &hs, rows, &lw.query, &mut q);
@@ -572,7 +646,8 @@ pub fn forward_hooked(
         linear(exec, &hs, rows, &lw.value, &mut v);
         hook(Site::Value(l), &mut v);
 
-        attention_scores(exec, &q, &k, bsz, seq, heads, &mut scores);
+        let bias = rel.as_ref().map(RelativeBiasTable::view);
+        attention_scores(exec, &q, &k, bsz, seq, heads, bias, &mut scores);
         hook(Site::Scores(l), &mut scores);
         softmax_masked(exec, &mut scores, &batch.mask, seq, heads);
         hook(Site::Probs(l), &mut scores);
@@ -644,14 +719,27 @@ pub fn l2_normalize(x: &mut [f32], dim: usize) {
     }
 }
 
-/// Sentence embeddings (sentence-transformers style: mean pooling then L2 normalisation),
-/// `[batch, hidden]`.
+/// Sentence embeddings as the model's sentence-transformers metadata defines them
+/// ([`crate::pooling`]; mean pooling then L2 normalisation by default), `[batch, hidden]`.
 pub fn sentence_embeddings(w: &BertWeights, batch: &Batch, exec: &ThreadPool) -> Result<Vec<f32>> {
     let hs = forward(w, batch, exec)?;
+    Ok(pool_hidden(w, &hs, batch))
+}
+
+/// [`sentence_embeddings`] of final hidden states `[batch, seq, hidden]`.
+pub fn pool_hidden(w: &BertWeights, hidden: &[f32], batch: &Batch) -> Vec<f32> {
     let h = w.config.hidden_size;
-    let mut e = mean_pool(&hs, batch, h);
-    l2_normalize(&mut e, h);
-    Ok(e)
+    let head = w.sentence;
+    let mut e = vec![0.0f32; batch.batch * h];
+    for (b, o) in e.chunks_exact_mut(h).enumerate() {
+        let start = b * batch.seq_len * h;
+        let v = crate::pooling::pool_f32(head.pooling, &hidden[start..], batch.lengths[b], h);
+        o.iter_mut().zip(&v).for_each(|(o, &x)| *o = x as f32);
+    }
+    if head.normalize {
+        l2_normalize(&mut e, h);
+    }
+    e
 }
 
 /// `[CLS]` rows of `hidden` `[batch, seq, h]` → `[batch, h]`.

@@ -170,7 +170,10 @@ impl Tokenizer {
                 msg: e.to_string(),
             })?;
         inner.with_padding(None);
-        let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
+        let pad_id = ["[PAD]", "<pad>"]
+            .iter()
+            .find_map(|t| inner.token_to_id(t))
+            .unwrap_or(0);
         Ok(Tokenizer {
             inner,
             path: path.to_path_buf(),

@@ -1,8 +1,10 @@
-//! BERT weights from a `model.safetensors` checkpoint.
+//! BERT-family weights from a `model.safetensors` checkpoint.
 //!
-//! The file is memory-mapped, every tensor is looked up by name (with or without the `bert.`
-//! prefix of `BertFor*` checkpoints, and the old `LayerNorm.gamma/beta` spelling) and its
-//! shape checked against `config.json` before it is converted to `f32`. The weights are owned
+//! The file is memory-mapped, every tensor is looked up by its family's name (see
+//! [`TensorNames`]; with or without the `bert.` / `roberta.` / … prefix of `*For*` task
+//! checkpoints, and the old `LayerNorm.gamma/beta` spelling) and its shape checked against
+//! `config.json` before it is converted to `f32`. Families without token types get a zero token
+//! type row, so one embedding sum serves all (`(word + 0) + position` is exactly `word + position`). The weights are owned
 //! `Vec<f32>` with public fields because calibration rewrites copies of them (γ migration,
 //! OS+ shifting and scaling). Linear weights keep PyTorch's `[out, in]` row-major layout.
 
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
 
-use crate::config::BertConfig;
+use crate::config::{BertConfig, Family};
 use crate::error::{ModelError, Result};
 
 /// A dense layer `y = x·Wᵀ + b`.
@@ -72,14 +74,82 @@ pub struct BertWeights {
     pub pooler: Option<Linear>,
     /// `classifier` (`[num_labels, hidden]`), if the checkpoint has it.
     pub classifier: Option<Linear>,
+    /// MPNet: `encoder.relative_attention_bias.weight`, `[buckets, heads]`.
+    pub relative_attention_bias: Option<Vec<f32>>,
+    /// The sentence-transformers pooling of the directory (mean and normalised when absent).
+    pub sentence: crate::pooling::SentenceHead,
+}
+
+/// Tensor names of one family (without the task-checkpoint prefix).
+pub struct TensorNames {
+    family: Family,
+}
+
+impl TensorNames {
+    pub fn new(family: Family) -> TensorNames {
+        TensorNames { family }
+    }
+
+    fn layer(&self, l: usize) -> String {
+        match self.family {
+            Family::DistilBert => format!("transformer.layer.{l}"),
+            _ => format!("encoder.layer.{l}"),
+        }
+    }
+
+    /// Prefixes of the 6 Linear layers of layer `l`: query, key, value, attention output,
+    /// FFN in, FFN out.
+    pub fn linears(&self, l: usize) -> [String; 6] {
+        let p = self.layer(l);
+        let names: [&str; 6] = match self.family {
+            Family::DistilBert => [
+                "attention.q_lin",
+                "attention.k_lin",
+                "attention.v_lin",
+                "attention.out_lin",
+                "ffn.lin1",
+                "ffn.lin2",
+            ],
+            Family::MPNet => [
+                "attention.attn.q",
+                "attention.attn.k",
+                "attention.attn.v",
+                "attention.attn.o",
+                "intermediate.dense",
+                "output.dense",
+            ],
+            _ => [
+                "attention.self.query",
+                "attention.self.key",
+                "attention.self.value",
+                "attention.output.dense",
+                "intermediate.dense",
+                "output.dense",
+            ],
+        };
+        names.map(|n| format!("{p}.{n}"))
+    }
+
+    /// Prefixes of the 2 LayerNorms of layer `l`: after attention, after the FFN.
+    pub fn layer_norms(&self, l: usize) -> [String; 2] {
+        let p = self.layer(l);
+        let names: [&str; 2] = match self.family {
+            Family::DistilBert => ["sa_layer_norm", "output_layer_norm"],
+            Family::MPNet => ["attention.LayerNorm", "output.LayerNorm"],
+            _ => ["attention.output.LayerNorm", "output.LayerNorm"],
+        };
+        names.map(|n| format!("{p}.{n}"))
+    }
 }
 
 impl BertWeights {
     /// Load `config.json` and `model.safetensors` from a model directory.
     pub fn load_dir(dir: &Path) -> Result<Self> {
         let config = BertConfig::from_file(&dir.join("config.json"))?;
-        crate::config::check_sentence_transformers(dir)?;
-        Self::from_safetensors(&dir.join("model.safetensors"), config)
+        let sentence = crate::pooling::SentenceHead::from_dir(dir)?;
+        let mut w = Self::from_safetensors(&dir.join("model.safetensors"), config)?;
+        w.sentence = sentence;
+        Ok(w)
     }
 
     /// Load the tensors of `path` for the given config.
@@ -95,65 +165,56 @@ impl BertWeights {
         let r = Reader {
             path: path.to_path_buf(),
             st: &st,
+            prefix: config.family.tensor_prefix(),
         };
         let c = &config;
         let h = c.hidden_size;
         let eps = c.layer_norm_eps;
+        let token_type = if c.token_types {
+            r.get(
+                "embeddings.token_type_embeddings.weight",
+                &[c.type_vocab_size, h],
+            )?
+        } else {
+            vec![0.0; c.type_vocab_size * h]
+        };
         let embeddings = Embeddings {
             word: r.get("embeddings.word_embeddings.weight", &[c.vocab_size, h])?,
             position: r.get(
                 "embeddings.position_embeddings.weight",
                 &[c.max_position_embeddings, h],
             )?,
-            token_type: r.get(
-                "embeddings.token_type_embeddings.weight",
-                &[c.type_vocab_size, h],
-            )?,
+            token_type,
             ln: r.layer_norm("embeddings.LayerNorm", h, eps)?,
         };
+        let names = TensorNames::new(c.family);
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for l in 0..c.num_hidden_layers {
-            let p = format!("encoder.layer.{l}");
+            let [q, k, v, o, f1, f2] = names.linears(l);
+            let [ln1, ln2] = names.layer_norms(l);
             layers.push(LayerWeights {
-                query: r.linear(&format!("{p}.attention.self.query"), h, h)?,
-                key: r.linear(&format!("{p}.attention.self.key"), h, h)?,
-                value: r.linear(&format!("{p}.attention.self.value"), h, h)?,
-                attn_out: r.linear(&format!("{p}.attention.output.dense"), h, h)?,
-                attn_ln: r.layer_norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
-                ffn1: r.linear(&format!("{p}.intermediate.dense"), c.intermediate_size, h)?,
-                ffn2: r.linear(&format!("{p}.output.dense"), h, c.intermediate_size)?,
-                ffn_ln: r.layer_norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+                query: r.linear(&q, h, h)?,
+                key: r.linear(&k, h, h)?,
+                value: r.linear(&v, h, h)?,
+                attn_out: r.linear(&o, h, h)?,
+                attn_ln: r.layer_norm(&ln1, h, eps)?,
+                ffn1: r.linear(&f1, c.intermediate_size, h)?,
+                ffn2: r.linear(&f2, h, c.intermediate_size)?,
+                ffn_ln: r.layer_norm(&ln2, h, eps)?,
             });
         }
-        let pooler = if r.find("pooler.dense.weight").is_some() {
-            Some(r.linear("pooler.dense", h, h)?)
-        } else {
-            None
-        };
-        let classifier = match r.find("classifier.weight") {
-            Some(name) => {
-                let shape = r.shape(&name)?;
-                let labels = match shape.as_slice() {
-                    [n, _] if *n > 0 => *n,
-                    _ => {
-                        return Err(ModelError::Shape {
-                            path: path.to_path_buf(),
-                            tensor: name,
-                            expected: vec![0, h],
-                            actual: shape,
-                        })
-                    }
-                };
-                if pooler.is_none() {
-                    return Err(ModelError::MissingTensor {
-                        path: path.to_path_buf(),
-                        tensor: "pooler.dense.weight".into(),
-                        tried: "pooler.dense.weight, bert.pooler.dense.weight (a classifier needs the pooler)".into(),
-                    });
-                }
-                Some(r.linear("classifier", labels, h)?)
-            }
+        let relative_attention_bias = match c.relative_attention_num_buckets {
+            Some(nb) => Some(r.get(
+                "encoder.relative_attention_bias.weight",
+                &[nb, c.num_attention_heads],
+            )?),
             None => None,
+        };
+        // task heads: BERT's pooler + classifier (other families' heads are not read yet)
+        let (pooler, classifier) = if c.family == Family::Bert {
+            r.bert_head(h)?
+        } else {
+            (None, None)
         };
         Ok(BertWeights {
             config,
@@ -161,6 +222,8 @@ impl BertWeights {
             layers,
             pooler,
             classifier,
+            relative_attention_bias,
+            sentence: Default::default(),
         })
     }
 
@@ -173,11 +236,49 @@ impl BertWeights {
 struct Reader<'a, 'd> {
     path: PathBuf,
     st: &'a SafeTensors<'d>,
+    /// The family's task-checkpoint prefix (`bert`, `roberta`, …).
+    prefix: &'static str,
 }
 
 impl Reader<'_, '_> {
-    fn candidates(name: &str) -> Vec<String> {
-        let mut v = vec![name.to_string(), format!("bert.{name}")];
+    /// `pooler.dense` and `classifier` of a `BertFor*` checkpoint, if present.
+    fn bert_head(&self, h: usize) -> Result<(Option<Linear>, Option<Linear>)> {
+        let pooler = if self.find("pooler.dense.weight").is_some() {
+            Some(self.linear("pooler.dense", h, h)?)
+        } else {
+            None
+        };
+        let classifier = match self.find("classifier.weight") {
+            Some(name) => {
+                let shape = self.shape(&name)?;
+                let labels = match shape.as_slice() {
+                    [n, _] if *n > 0 => *n,
+                    _ => {
+                        return Err(ModelError::Shape {
+                            path: self.path.clone(),
+                            tensor: name,
+                            expected: vec![0, h],
+                            actual: shape,
+                        })
+                    }
+                };
+                if pooler.is_none() {
+                    return Err(ModelError::MissingTensor {
+                        path: self.path.clone(),
+                        tensor: "pooler.dense.weight".into(),
+                        tried: "pooler.dense.weight, bert.pooler.dense.weight (a classifier needs the pooler)".into(),
+                    });
+                }
+                Some(self.linear("classifier", labels, h)?)
+            }
+            None => None,
+        };
+        Ok((pooler, classifier))
+    }
+
+    fn candidates(&self, name: &str) -> Vec<String> {
+        let pre = self.prefix;
+        let mut v = vec![name.to_string(), format!("{pre}.{name}")];
         // Old TF-converted checkpoints spell LayerNorm parameters gamma/beta.
         for (new, old) in [
             ("LayerNorm.weight", "LayerNorm.gamma"),
@@ -185,14 +286,14 @@ impl Reader<'_, '_> {
         ] {
             if let Some(stem) = name.strip_suffix(new) {
                 v.push(format!("{stem}{old}"));
-                v.push(format!("bert.{stem}{old}"));
+                v.push(format!("{pre}.{stem}{old}"));
             }
         }
         v
     }
 
     fn find(&self, name: &str) -> Option<String> {
-        Self::candidates(name)
+        self.candidates(name)
             .into_iter()
             .find(|n| self.st.tensor(n).is_ok())
     }
@@ -209,7 +310,7 @@ impl Reader<'_, '_> {
         let found = self.find(name).ok_or_else(|| ModelError::MissingTensor {
             path: self.path.clone(),
             tensor: name.to_string(),
-            tried: Self::candidates(name).join(", "),
+            tried: self.candidates(name).join(", "),
         })?;
         let t = self
             .st
@@ -307,7 +408,7 @@ impl BertModel {
         let weights = BertWeights::load_dir(dir)?;
         let tokenizer = crate::tokenize::Tokenizer::from_file(
             &dir.join("tokenizer.json"),
-            weights.config.max_position_embeddings,
+            weights.config.max_tokens(),
         )?;
         Ok(BertModel { weights, tokenizer })
     }

@@ -30,11 +30,11 @@ pub(crate) fn check_ids(c: &crate::config::BertConfig, ids: &[u32], types: &[u32
             types.len()
         )));
     }
-    if ids.len() > c.max_position_embeddings {
+    if ids.len() > c.max_tokens() {
         return Err(ModelError::Input(format!(
-            "sequence length {} exceeds max_position_embeddings {}",
+            "sequence length {} exceeds the model's {} positions",
             ids.len(),
-            c.max_position_embeddings
+            c.max_tokens()
         )));
     }
     if let Some(&id) = ids.iter().find(|&&i| i as usize >= c.vocab_size) {
@@ -118,18 +118,20 @@ pub fn forward_sequence(qm: &QuantModel, ids: &[u32], types: &[u32]) -> Result<S
     let mut trace = Trace::new(p.layers.len());
 
     // Embedding sum in fixed point, then the embedding LN (node 1).
+    let mut pos = Vec::with_capacity(l_len);
+    c.position_ids(ids, &mut pos);
     let mut r = vec![0i32; l_len * h];
     for t in 0..l_len {
-        let (wi, ti) = (ids[t] as usize, types[t] as usize);
+        let (wi, ti, pi) = (ids[t] as usize, types[t] as usize, pos[t]);
         let (mw, mt, mp) = (
             &qm.emb.word[wi],
             &qm.emb.token_type[ti],
-            &qm.emb.position[t],
+            &qm.emb.position[pi],
         );
         for j in 0..h {
             let v = mw.apply(p.word.codes[wi * h + j] as i64)
                 + mt.apply(p.token_type.codes[ti * h + j] as i64)
-                + mp.apply(p.position.codes[t * h + j] as i64);
+                + mp.apply(p.position.codes[pi * h + j] as i64);
             r[t * h + j] = sat_i32(v);
         }
     }
@@ -140,6 +142,10 @@ pub fn forward_sequence(qm: &QuantModel, ids: &[u32], types: &[u32]) -> Result<S
             .row(&r[t * h..(t + 1) * h], &mut x[t * h..(t + 1) * h]);
     }
     trace.set(0, Node::Emb, x.clone());
+    let buckets = p
+        .relative_bias
+        .as_ref()
+        .map(|t| crate::relative::bucket_table(l_len, t.buckets));
 
     for (l, (lp, ld)) in p.layers.iter().zip(&qm.layers).enumerate() {
         let (xin, _) = p.layer_input(l);
@@ -167,6 +173,10 @@ pub fn forward_sequence(qm: &QuantModel, ids: &[u32], types: &[u32]) -> Result<S
                         acc += (q[i * h + off + d] as i64 - zq) * (k[j * h + off + d] as i64 - zk);
                     }
                     *s = acc as i32;
+                }
+                if let (Some(b), Some(t)) = (&ld.rel_bias, &buckets) {
+                    let u = b.head(hd);
+                    crate::relative::add_bias_row_i32(&mut scores, i, t, u, b.shift);
                 }
                 let row = &mut probs[(hd * l_len + i) * l_len..(hd * l_len + i + 1) * l_len];
                 ld.softmax.row(&scores, &mut e, row);

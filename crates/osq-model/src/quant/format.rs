@@ -23,6 +23,8 @@ use serde_json::{json, Map, Value};
 
 use crate::config::BertConfig;
 use crate::error::{ModelError, Result};
+use crate::fp32::RelativeBiasTable;
+use crate::pooling::{Pooling, SentenceHead};
 
 use super::graph::{LnParams, QLayerParams, QLinear, QTable, QuantParams};
 use super::minmax::ln_migrated;
@@ -54,6 +56,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// MPNet's relative position bias, head-major `[heads, buckets]`, float.
+const REL_BIAS_TENSOR: &str = "encoder.relative_bias";
+
 const LINEARS: [&str; 6] = ["query", "key", "value", "attn_out", "ffn1", "ffn2"];
 
 fn linears(l: &QLayerParams) -> [&QLinear; 6] {
@@ -62,22 +67,6 @@ fn linears(l: &QLayerParams) -> [&QLinear; 6] {
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn config_json(c: &BertConfig) -> Value {
-    json!({
-        "vocab_size": c.vocab_size,
-        "hidden_size": c.hidden_size,
-        "num_hidden_layers": c.num_hidden_layers,
-        "num_attention_heads": c.num_attention_heads,
-        "intermediate_size": c.intermediate_size,
-        "max_position_embeddings": c.max_position_embeddings,
-        "type_vocab_size": c.type_vocab_size,
-        "layer_norm_eps": c.layer_norm_eps,
-        "hidden_act": c.hidden_act,
-        "pad_token_id": c.pad_token_id,
-        "position_embedding_type": "absolute",
-    })
 }
 
 /// `s` = absmax / 2^22 → absmax (exact: a power-of-two scaling of an f32).
@@ -118,7 +107,8 @@ pub fn to_json(p: &QuantParams) -> Value {
     json!({
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
-        "model": config_json(&p.config),
+        "model": p.config.to_json(),
+        "sentence": {"pooling": p.sentence.pooling.name(), "normalize": p.sentence.normalize},
         "bits": p.bits.name(),
         "weight_bits": p.bits.weight_bits(),
         "act_bits": p.bits.act_bits(),
@@ -251,6 +241,14 @@ fn tensor_bytes(p: &QuantParams, dir: &Path) -> Result<Vec<u8>> {
         ln(&format!("layers.{l}.attn_ln"), &lp.attn_ln, &mut tensors);
         ln(&format!("layers.{l}.ffn_ln"), &lp.ffn_ln, &mut tensors);
     }
+    if let Some(t) = &p.relative_bias {
+        tensors.push((
+            REL_BIAS_TENSOR.into(),
+            Dtype::F32,
+            vec![p.config.num_attention_heads, t.buckets],
+            f32_bytes(&t.per_head),
+        ));
+    }
     let path = dir.join(TENSORS_FILE);
     let st_err = |e: safetensors::SafeTensorError| ModelError::Safetensors {
         path: path.clone(),
@@ -301,6 +299,16 @@ struct Doc {
     embeddings: EmbDoc,
     layers: Vec<LayerDoc>,
     files: std::collections::BTreeMap<String, String>,
+    /// Absent in directories written before poolings were carried: mean, normalised.
+    #[serde(default)]
+    sentence: Option<SentenceDoc>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SentenceDoc {
+    pooling: String,
+    normalize: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -543,55 +551,11 @@ fn cross_check_config(dir: &Path, bytes: &[u8], want: &BertConfig) -> Result<()>
         path: path.clone(),
         msg: "not UTF-8".into(),
     })?;
-    let got = BertConfig::from_json_str(text, &path)?;
-    let fields: [(&str, String, String); 9] = [
-        (
-            "vocab_size",
-            got.vocab_size.to_string(),
-            want.vocab_size.to_string(),
-        ),
-        (
-            "hidden_size",
-            got.hidden_size.to_string(),
-            want.hidden_size.to_string(),
-        ),
-        (
-            "num_hidden_layers",
-            got.num_hidden_layers.to_string(),
-            want.num_hidden_layers.to_string(),
-        ),
-        (
-            "num_attention_heads",
-            got.num_attention_heads.to_string(),
-            want.num_attention_heads.to_string(),
-        ),
-        (
-            "intermediate_size",
-            got.intermediate_size.to_string(),
-            want.intermediate_size.to_string(),
-        ),
-        (
-            "max_position_embeddings",
-            got.max_position_embeddings.to_string(),
-            want.max_position_embeddings.to_string(),
-        ),
-        (
-            "type_vocab_size",
-            got.type_vocab_size.to_string(),
-            want.type_vocab_size.to_string(),
-        ),
-        (
-            "layer_norm_eps",
-            got.layer_norm_eps.to_string(),
-            want.layer_norm_eps.to_string(),
-        ),
-        (
-            "hidden_act",
-            got.hidden_act.clone(),
-            want.hidden_act.clone(),
-        ),
-    ];
-    for (f, g, w) in fields {
+    let got = BertConfig::from_json_str(text, &path)?.to_json();
+    let want = want.to_json();
+    let fields = want.as_object().into_iter().flatten();
+    for (f, w) in fields {
+        let g = &got[f];
         if g != w {
             return Err(ModelError::Corrupt {
                 path: path.clone(),
@@ -841,7 +805,31 @@ fn load_once(dir: &Path) -> Result<Loaded> {
             )?,
         });
     }
+    let relative_bias = match config.relative_attention_num_buckets {
+        Some(nb) => Some(RelativeBiasTable {
+            per_head: t.f32s(REL_BIAS_TENSOR, &[config.num_attention_heads, nb])?,
+            buckets: nb,
+        }),
+        None => None,
+    };
+    let sentence = match &doc.sentence {
+        None => SentenceHead::default(),
+        Some(sd) => SentenceHead {
+            pooling: Pooling::parse(&sd.pooling).ok_or_else(|| {
+                j.err(
+                    "sentence.pooling",
+                    format!(
+                        "\"{}\" is not one of mean, cls, max, mean_sqrt_len",
+                        sd.pooling
+                    ),
+                )
+            })?,
+            normalize: sd.normalize,
+        },
+    };
     let params = QuantParams {
+        relative_bias,
+        sentence,
         word: t.table("embeddings.word", config.vocab_size, h, bits)?,
         position: t.table(
             "embeddings.position",

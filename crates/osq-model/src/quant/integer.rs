@@ -338,6 +338,7 @@ impl IntegerModel {
         let mut ids = Vec::new();
         let mut types = Vec::new();
         let mut pos = Vec::new();
+        let mut seq_pos = Vec::new();
         let mut offsets = Vec::with_capacity(nb);
         for b in 0..nb {
             let row = b * batch.seq_len;
@@ -350,7 +351,8 @@ impl IntegerModel {
             offsets.push(ids.len());
             ids.extend_from_slice(&batch.ids[row..row + len]);
             types.extend_from_slice(&batch.type_ids[row..row + len]);
-            pos.extend(0..len);
+            c.position_ids(&batch.ids[row..row + len], &mut seq_pos);
+            pos.extend_from_slice(&seq_pos);
         }
         let t_all = ids.len();
         let lengths = batch.lengths.clone();
@@ -511,6 +513,7 @@ impl IntegerModel {
             let want_probs = traces.is_some();
             let (qr, kr, vr) = (&q, &k, &v);
             let max_len = lengths.iter().copied().max().unwrap_or(0);
+            let rel = ld.rel_bias.as_ref();
             let results: Vec<(Vec<u8>, Vec<u8>)> = (0..nb * heads)
                 .into_par_iter()
                 .map_init(
@@ -546,6 +549,13 @@ impl IntegerModel {
                             &inner,
                         )
                         .map_err(kerr("Q·Kᵀ"))?;
+                        if let Some(b) = rel {
+                            let table = crate::relative::bucket_table(len, b.buckets);
+                            let u = b.head(hd);
+                            for (i, row) in scores.chunks_exact_mut(len).enumerate() {
+                                crate::relative::add_bias_row_i32(row, i, &table, u, b.shift);
+                            }
+                        }
                         clk.add(7, &mut t0);
                         let probs = &mut sc.probs[..len * len];
                         let (e, e64) = (&mut sc.e[..len], &mut sc.e64[..]);
@@ -675,47 +685,33 @@ impl IntegerModel {
         })
     }
 
-    /// Sentence embeddings `[batch, hidden]`: mean of the dequantized final codes over the valid
-    /// tokens (integer sums, float only here), L2-normalized.
+    /// Sentence embeddings `[batch, hidden]` as the parameters' [`SentenceHead`] defines them
+    /// (integer sums or maxima of the final codes, dequantized once).
+    ///
+    /// [`SentenceHead`]: crate::pooling::SentenceHead
     pub fn embed(&self, batch: &Batch, opts: &IntOptions) -> Result<Vec<f32>> {
         let out = self.forward(batch, opts)?;
         Ok(pool_embeddings(&self.qm, &out))
     }
 }
 
-/// Mean pooling of dequantized final codes + L2 normalization.
+/// The model's pooling of the final codes, normalised when its metadata says so.
 pub fn pool_embeddings(qm: &QuantModel, out: &IntOutput) -> Vec<f32> {
-    mean_pool_codes(qm, out, true)
+    pool_codes_with(qm, out, qm.params.sentence.normalize)
 }
 
-/// Mean pooling of dequantized final codes (integer sums, one float division), L2-normalized
+/// The model's pooling of the final codes ([`crate::pooling::pool_codes`]), L2-normalized
 /// when `normalize`.
-pub fn mean_pool_codes(qm: &QuantModel, out: &IntOutput, normalize: bool) -> Vec<f32> {
+pub fn pool_codes_with(qm: &QuantModel, out: &IntOutput, normalize: bool) -> Vec<f32> {
     let h = qm.config().hidden_size;
     let q = qm.params.output_node();
+    let pooling = qm.params.sentence.pooling;
     let mut res = vec![0f32; out.lengths.len() * h];
     for (b, e) in res.chunks_exact_mut(h).enumerate() {
-        let codes = out.sequence(b, h);
         let len = out.lengths[b];
-        let mut sums = vec![0i64; h];
-        for row in codes.chunks_exact(h) {
-            for (s, &c) in sums.iter_mut().zip(row) {
-                *s += c as i64 - q.zero_point as i64;
-            }
-        }
-        let denom = (len as f64).max(1e-9);
-        let vals: Vec<f64> = sums
-            .iter()
-            .map(|&s| s as f64 * q.scale as f64 / denom)
-            .collect();
-        let norm = if normalize {
-            vals.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12)
-        } else {
-            1.0
-        };
-        for (o, v) in e.iter_mut().zip(vals) {
-            *o = (v / norm) as f32;
-        }
+        let v =
+            crate::pooling::pool_codes(pooling, out.sequence(b, h), len, h, q.zero_point, q.scale);
+        crate::pooling::finish(&v, normalize, e);
     }
     res
 }

@@ -161,13 +161,17 @@ impl<'a> PaperModel<'a> {
         let eps = p.eps as f32;
         let mut trace = Trace::new(p.layers.len());
         let mut e = vec![0f32; n * h];
+        let mut pos = Vec::with_capacity(n);
+        c.position_ids(ids, &mut pos);
         for t in 0..n {
-            let (wi, ti) = (ids[t] as usize, types[t] as usize);
+            let (wi, ti, pi) = (ids[t] as usize, types[t] as usize, pos[t]);
             for j in 0..h {
                 e[t * h + j] = (self.word[wi * h + j] + self.token_type[ti * h + j])
-                    + self.position[t * h + j];
+                    + self.position[pi * h + j];
             }
         }
+        let rel = p.relative_bias.as_ref();
+        let buckets = rel.map(|t| crate::relative::bucket_table(n, t.buckets));
         let mut x = vec![0f32; n * h];
         layer_norm_rows(&e, &p.emb_ln, eps, h, &mut x);
         trace.set(
@@ -215,6 +219,10 @@ impl<'a> PaperModel<'a> {
                             acc += q[i * h + off + d] * k[j * h + off + d];
                         }
                         *s = acc * scale;
+                    }
+                    if let (Some(b), Some(t)) = (rel, &buckets) {
+                        let bh = &b.per_head[hd * b.buckets..(hd + 1) * b.buckets];
+                        crate::relative::add_bias_row_f32(row, i, t, bh);
                     }
                     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     let mut sum = 0f32;

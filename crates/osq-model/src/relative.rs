@@ -1,0 +1,90 @@
+//! MPNet's relative position bias: which bucket a key at distance `j − i` falls in.
+//!
+//! The bucket function is Hugging Face's `MPNetAttention.relative_position_bucket` (T5's
+//! bidirectional buckets): exact distances below `buckets/4`, logarithmic bins up to
+//! [`MPNET_MAX_DISTANCE`], one bucket half per direction. Its logarithm is evaluated in `f32`
+//! as PyTorch does, so boundary distances (16, 32, 64) land in the same bucket.
+//! Both the FP32 forward and the integer engine take the bucket from here.
+
+use crate::config::MPNET_MAX_DISTANCE;
+
+/// Bucket of the relative position `rel = key − query` among `num_buckets` (even).
+pub fn bucket(rel: i64, num_buckets: usize) -> usize {
+    let half = (num_buckets / 2) as i64;
+    let n = -rel;
+    let mut ret = if n < 0 { half } else { 0 };
+    let n = n.abs();
+    let max_exact = half / 2;
+    if n < max_exact {
+        ret += n;
+    } else {
+        // torch: max_exact + (log(n / max_exact) / log(max_distance / max_exact)
+        //        · (half − max_exact)).to(long), in float32, capped at half − 1
+        let ratio = n as f32 / max_exact as f32;
+        let denom = (MPNET_MAX_DISTANCE as f64 / max_exact as f64).ln() as f32;
+        let large = max_exact + ((ratio.ln() / denom) * (half - max_exact) as f32) as i64;
+        ret += large.min(half - 1);
+    }
+    ret as usize
+}
+
+/// Buckets of every relative position of a sequence of `len` tokens: entry `(j − i) + len − 1`
+/// holds the bucket of key `j` for query `i`.
+pub fn bucket_table(len: usize, num_buckets: usize) -> Vec<usize> {
+    let l = len as i64;
+    (-(l - 1).max(0)..l)
+        .map(|r| bucket(r, num_buckets))
+        .collect()
+}
+
+/// Adds the per-head bias of each key to one query row of float scores: `bias` is `[buckets]`
+/// for this head, `table` from [`bucket_table`] for the sequence length `scores.len()`.
+pub fn add_bias_row_f32(scores: &mut [f32], i: usize, table: &[usize], bias: &[f32]) {
+    let len = scores.len();
+    for (j, s) in scores.iter_mut().enumerate() {
+        *s += bias[table[j + len - 1 - i]];
+    }
+}
+
+/// The integer form: one query row of `Q·Kᵀ` sums becomes `(acc << shift) + units[bucket]`,
+/// scores at `c/2^shift` (see `LayerDerived::rel_bias`); the caller bounds both terms so the sum
+/// stays below 2^30 in magnitude.
+pub fn add_bias_row_i32(scores: &mut [i32], i: usize, table: &[usize], units: &[i32], shift: u32) {
+    let len = scores.len();
+    for (j, s) in scores.iter_mut().enumerate() {
+        *s = (*s << shift) + units[table[j + len - 1 - i]];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_match_huggingface() {
+        // torch's relative_position_bucket(arange(-200, 201)) with 32 buckets, max_distance 128:
+        // exact 0..7 for keys before the query, +16 for keys after, log bins 8..15 up to 128.
+        assert_eq!(bucket(0, 32), 0);
+        assert_eq!(bucket(-1, 32), 1);
+        assert_eq!(bucket(-7, 32), 7);
+        assert_eq!(bucket(1, 32), 17);
+        assert_eq!(bucket(7, 32), 23);
+        assert_eq!(bucket(-8, 32), 8);
+        assert_eq!(bucket(-16, 32), 10);
+        assert_eq!(bucket(-32, 32), 12);
+        assert_eq!(bucket(-64, 32), 14);
+        assert_eq!(bucket(-127, 32), 15);
+        assert_eq!(bucket(-500, 32), 15);
+        assert_eq!(bucket(500, 32), 31);
+        let t = bucket_table(3, 32);
+        assert_eq!(t, vec![bucket(-2, 32), bucket(-1, 32), 0, 17, 18]);
+        let mut row = [10i32, 20, 30];
+        let bias: Vec<i32> = (0..32).collect();
+        add_bias_row_i32(&mut row, 1, &t, &bias, 2);
+        assert_eq!(row, [40 + 1, 80, 120 + 17]);
+        let mut row = [1.0f32, 2.0, 3.0];
+        let bias: Vec<f32> = (0..32).map(|b| b as f32).collect();
+        add_bias_row_f32(&mut row, 1, &t, &bias);
+        assert_eq!(row, [2.0, 2.0, 20.0]);
+    }
+}
