@@ -16,24 +16,11 @@ fn fixture(f: Family) -> PathBuf {
         .join(f.model_type())
 }
 
-/// 120 sentences over the fixtures' vocabulary (deterministic), some with unknown words.
+/// 160 sentences over the fixtures' vocabulary, some with unknown words.
 fn sentences() -> Vec<String> {
-    let words: Vec<&str> = "the a film movie good bad great dull plot actor story was is it this \
-        and but not very so funny boring long music scene director cast love hate best worst \
-        never fine poor dark slow fast sad happy ending beautiful cheap smart silly zebra"
-        .split_whitespace()
-        .collect();
-    let mut rng = osq_model::rng::SplitMix64::new(7);
-    (0..120)
-        .map(|i| {
-            let n = 3 + (rng.next_u64() % (4 + i as u64 % 40)) as usize;
-            let mut s: Vec<&str> = (0..n)
-                .map(|_| words[(rng.next_u64() % words.len() as u64) as usize])
-                .collect();
-            s.push(if i % 3 == 0 { "!" } else { "." });
-            s.join(" ")
-        })
-        .collect()
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families/sentences.txt");
+    let t = std::fs::read_to_string(p).unwrap();
+    t.lines().map(str::to_owned).collect()
 }
 
 #[test]

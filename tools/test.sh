@@ -14,10 +14,12 @@ cargo fmt --all -- --check
 step "clippy (x86-64)"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
-step "real model, labelled data and the numpy FP32 reference (idempotent)"
+step "real models, labelled data and the numpy FP32 reference (idempotent)"
 tools/fetch_model.sh
 python3 tools/fetch_data.py
 python3 tools/ref_fp32.py
+MPNET=1
+tools/fetch_mpnet.sh || { MPNET=0; echo "SKIP: all-mpnet-base-v2 could not be fetched: its tests skip"; }
 
 step "tests (x86-64; ISAs here: $(grep -o -w -E 'avx2|avx512_vnni' /proc/cpuinfo | sort -u | tr '\n' ' '))"
 cargo test --workspace --release
@@ -29,6 +31,14 @@ for bits in w8a8 w6a6; do
   "$OSQ" verify --params "out/ci/minmax-$bits" --model models/all-MiniLM-L6-v2 --data data/movie/eval.txt \
     --limit 32 --isa all --report "out/ci/verify-$bits.json"
 done
+
+if [ "$MPNET" = 1 ]; then
+  step "all-mpnet-base-v2 (MPNet, 768 / 12 layers): integer executor bit-exact (w8a8 MinMax, every ISA here)"
+  "$OSQ" calibrate --model models/all-mpnet-base-v2 --data data/movie/calib.txt --bits w8a8 --samples 64 \
+    -o out/ci/mpnet-minmax-w8a8 --quiet
+  "$OSQ" verify --params out/ci/mpnet-minmax-w8a8 --model models/all-mpnet-base-v2 --data data/movie/eval.txt \
+    --limit 8 --isa all --report out/ci/verify-mpnet-w8a8.json
+fi
 
 step "the library example on the real model (examples/embed.rs)"
 cargo run --release -q --example embed -- out/ci/minmax-w8a8 "A gripping, beautifully acted film." "Dull."
@@ -52,4 +62,18 @@ OSQ_ARM="${CARGO_TARGET_DIR:-target}/aarch64-unknown-linux-gnu/release/osq"
 for cpu in max cortex-a72; do
   QEMU_CPU=$cpu qemu-aarch64 -L /usr/aarch64-linux-gnu "$OSQ_ARM" verify --params out/ci/minmax-w8a8 \
     --model models/all-MiniLM-L6-v2 --data data/movie/eval.txt --limit 2 --isa all
+done
+
+step "every model family on aarch64 under qemu: the tiny transformers fixtures bit-exact (w8a8 and w6a6)"
+for fam in tests/fixtures/families/*/; do
+  name="$(basename "$fam")"
+  for bits in w8a8 w6a6; do
+    "$OSQ" calibrate --model "$fam" --data tests/fixtures/families/sentences.txt --bits "$bits" --samples 64 \
+      -o "out/ci/family-$name-$bits" --quiet
+    for cpu in max cortex-a72; do
+      QEMU_CPU=$cpu qemu-aarch64 -L /usr/aarch64-linux-gnu "$OSQ_ARM" verify --params "out/ci/family-$name-$bits" \
+        --data tests/fixtures/families/sentences.txt --limit 4 --isa all >/dev/null
+    done
+  done
+  echo "$name: NEON (dotprod and not) bit-exact at w8a8 and w6a6"
 done

@@ -1,9 +1,11 @@
 //! The parameter directory written by `osq quantize` and read by `osq verify` / `osq run`:
 //!
 //! - `quant.safetensors`: weight codes (I8 `[N, K]`, γ-migrated), per-channel scales, biases,
-//!   embedding codes + per-row scales, LayerNorm γ/β (all F32 except the codes);
-//! - `quant.json`: format name `"osq-quant"`, `version`, model config, bits, method, LN eps,
-//!   migration flag, and per layer the nine node quantizers and the fixed-point scales;
+//!   embedding codes + per-row scales, LayerNorm γ/β, MPNet's relative position bias (all F32
+//!   except the codes);
+//! - `quant.json`: format name `"osq-quant"`, `version`, model config (normalised, with its
+//!   family), the sentence pooling, bits, method, LN eps, migration flag, and per layer the nine
+//!   node quantizers and the fixed-point scales;
 //! - copies of `tokenizer.json` and `config.json`;
 //! - `quant.json` records the SHA-256 of every other file (`files`), checked at load: a flipped
 //!   bit or a file from another run is an error naming the file, not a silently different answer.
