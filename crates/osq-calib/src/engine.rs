@@ -570,8 +570,7 @@ impl<'a> Engine<'a> {
         self.quantize(&mut v, l, Node::Value);
 
         let mut p = vec![0f32; bsz * heads * seq * seq];
-        let rel = fp32::relative_bias(&self.g.w);
-        let bias = rel.as_ref().map(fp32::RelativeBiasTable::view);
+        let bias = self.g.w.relative_attention_bias.as_ref();
         fp32::attention_scores(exec, &q, &k, bsz, seq, heads, bias, &mut p);
         fp32::softmax_masked(exec, &mut p, &batch.mask, seq, heads);
         tap(obs, Tap::Node(l, Node::Probs), &p, seq);

@@ -146,7 +146,7 @@ fn attention_ctx(
     batch: &Batch,
     lins: [&Linear; 3],
     heads: usize,
-    bias: Option<fp32::RelativeBias<'_>>,
+    bias: Option<&osq_model::relative::RelativeBiasTable>,
 ) -> Vec<f32> {
     let rows = batch.rows();
     let h = lins[0].out_features;
@@ -240,8 +240,7 @@ fn search_edge(
         Consumer::Qkv(l) | Consumer::Fc1(l) => l,
     };
     let lw = &g.w.layers[lw_idx];
-    let rel = fp32::relative_bias(&g.w);
-    let rel_bias = rel.as_ref().map(fp32::RelativeBiasTable::view);
+    let rel_bias = g.w.relative_attention_bias.as_ref();
     // FP targets
     let targets: Vec<Vec<f32>> = batches
         .iter()

@@ -287,6 +287,28 @@ impl FieldReader<'_> {
         Ok(pad as usize + 1)
     }
 
+    /// The fields of every family that uses BERT's names (BERT, RoBERTa, ELECTRA, MPNet and the
+    /// normalised form), with no token types, no position offset and no relative bias: each
+    /// family reader sets what it adds.
+    fn bert_named(&self, family: Family) -> Result<BertConfig> {
+        Ok(BertConfig {
+            family,
+            vocab_size: self.usize("vocab_size")?,
+            hidden_size: self.usize("hidden_size")?,
+            num_hidden_layers: self.usize("num_hidden_layers")?,
+            num_attention_heads: self.usize("num_attention_heads")?,
+            intermediate_size: self.usize("intermediate_size")?,
+            max_position_embeddings: self.usize("max_position_embeddings")?,
+            type_vocab_size: 1,
+            token_types: false,
+            layer_norm_eps: self.eps("layer_norm_eps")?,
+            hidden_act: self.string("hidden_act")?,
+            pad_token_id: self.opt_u32("pad_token_id")?,
+            position_offset: 0,
+            relative_attention_num_buckets: None,
+        })
+    }
+
     /// BERT, RoBERTa / XLM-RoBERTa and ELECTRA: BERT's field names.
     fn bert_like(&self, family: Family) -> Result<BertConfig> {
         if let Some(kind) = self.obj.get("position_embedding_type") {
@@ -297,7 +319,8 @@ impl FieldReader<'_> {
                 ));
             }
         }
-        let hidden_size = self.usize("hidden_size")?;
+        let base = self.bert_named(family)?;
+        let hidden_size = base.hidden_size;
         if family == Family::Electra {
             let emb = self.opt_usize("embedding_size")?.unwrap_or(hidden_size);
             if emb != hidden_size {
@@ -310,26 +333,15 @@ impl FieldReader<'_> {
                 ));
             }
         }
-        let pad_token_id = self.opt_u32("pad_token_id")?;
         let position_offset = match family {
-            Family::Roberta | Family::XlmRoberta => self.padded_offset(pad_token_id)?,
+            Family::Roberta | Family::XlmRoberta => self.padded_offset(base.pad_token_id)?,
             _ => 0,
         };
         Ok(BertConfig {
-            family,
-            vocab_size: self.usize("vocab_size")?,
-            hidden_size,
-            num_hidden_layers: self.usize("num_hidden_layers")?,
-            num_attention_heads: self.usize("num_attention_heads")?,
-            intermediate_size: self.usize("intermediate_size")?,
-            max_position_embeddings: self.usize("max_position_embeddings")?,
             type_vocab_size: self.usize("type_vocab_size")?,
             token_types: true,
-            layer_norm_eps: self.eps("layer_norm_eps")?,
-            hidden_act: self.string("hidden_act")?,
-            pad_token_id,
             position_offset,
-            relative_attention_num_buckets: None,
+            ..base
         })
     }
 
@@ -355,7 +367,6 @@ impl FieldReader<'_> {
 
     /// MPNet: BERT's names without token types, positions after `padding_idx`, relative bias.
     fn mpnet(&self) -> Result<BertConfig> {
-        let pad_token_id = Some(self.opt_u32("pad_token_id")?.unwrap_or(1));
         let buckets = self
             .opt_usize("relative_attention_num_buckets")?
             .unwrap_or(32);
@@ -365,21 +376,13 @@ impl FieldReader<'_> {
                 format!("{buckets} is not an even number ≥ 4"),
             ));
         }
+        let base = self.bert_named(Family::MPNet)?;
+        let pad_token_id = Some(base.pad_token_id.unwrap_or(1));
         Ok(BertConfig {
-            family: Family::MPNet,
-            vocab_size: self.usize("vocab_size")?,
-            hidden_size: self.usize("hidden_size")?,
-            num_hidden_layers: self.usize("num_hidden_layers")?,
-            num_attention_heads: self.usize("num_attention_heads")?,
-            intermediate_size: self.usize("intermediate_size")?,
-            max_position_embeddings: self.usize("max_position_embeddings")?,
-            type_vocab_size: 1,
-            token_types: false,
-            layer_norm_eps: self.eps("layer_norm_eps")?,
-            hidden_act: self.string("hidden_act")?,
             pad_token_id,
             position_offset: self.padded_offset(pad_token_id)?,
             relative_attention_num_buckets: Some(buckets),
+            ..base
         })
     }
 
@@ -400,22 +403,13 @@ impl FieldReader<'_> {
             _ => self.usize("position_offset")?,
         };
         Ok(BertConfig {
-            family,
-            vocab_size: self.usize("vocab_size")?,
-            hidden_size: self.usize("hidden_size")?,
-            num_hidden_layers: self.usize("num_hidden_layers")?,
-            num_attention_heads: self.usize("num_attention_heads")?,
-            intermediate_size: self.usize("intermediate_size")?,
-            max_position_embeddings: self.usize("max_position_embeddings")?,
             type_vocab_size: self.usize("type_vocab_size")?,
             token_types: self
                 .opt_bool("token_types")?
                 .ok_or_else(|| self.err("token_types", "missing (required)"))?,
-            layer_norm_eps: self.eps("layer_norm_eps")?,
-            hidden_act: self.string("hidden_act")?,
-            pad_token_id: self.opt_u32("pad_token_id")?,
             position_offset,
             relative_attention_num_buckets: self.opt_usize("relative_attention_num_buckets")?,
+            ..self.bert_named(family)?
         })
     }
 

@@ -17,6 +17,7 @@
 use std::sync::OnceLock;
 
 use crate::error::{ModelError, Result};
+use crate::relative::RelativeBiasTable;
 pub use crate::threads::ThreadPool;
 use crate::tokenize::Batch;
 use crate::weights::{BertWeights, LayerNormW, Linear};
@@ -244,7 +245,7 @@ pub fn attention_scores(
     batch: usize,
     seq: usize,
     heads: usize,
-    bias: Option<RelativeBias<'_>>,
+    bias: Option<&RelativeBiasTable>,
     scores: &mut [f32],
 ) {
     let hidden = q.len() / (batch * seq).max(1);
@@ -282,48 +283,6 @@ pub fn attention_scores(
             }
         }
     });
-}
-
-/// MPNet's relative position bias, head-major: `per_head` is `[heads, buckets]`.
-#[derive(Debug, Clone, Copy)]
-pub struct RelativeBias<'a> {
-    pub per_head: &'a [f32],
-    pub buckets: usize,
-}
-
-/// The relative position bias of `w`, head-major (MPNet; `None` for the other families).
-pub fn relative_bias(w: &BertWeights) -> Option<RelativeBiasTable> {
-    let (b, nb) = (
-        w.relative_attention_bias.as_ref()?,
-        w.config.relative_attention_num_buckets?,
-    );
-    let heads = w.config.num_attention_heads;
-    let mut per_head = vec![0.0f32; heads * nb];
-    for k in 0..nb {
-        for h in 0..heads {
-            per_head[h * nb + k] = b[k * heads + h];
-        }
-    }
-    Some(RelativeBiasTable {
-        per_head,
-        buckets: nb,
-    })
-}
-
-/// Owned form of [`RelativeBias`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct RelativeBiasTable {
-    pub per_head: Vec<f32>,
-    pub buckets: usize,
-}
-
-impl RelativeBiasTable {
-    pub fn view(&self) -> RelativeBias<'_> {
-        RelativeBias {
-            per_head: &self.per_head,
-            buckets: self.buckets,
-        }
-    }
 }
 
 /// Dot product with a fixed summation order (8 interleaved partial sums, then a fixed tree),
@@ -557,26 +516,17 @@ fn check_batch(w: &BertWeights, batch: &Batch) -> Result<()> {
 }
 
 /// Embedding sum `(word + token_type) + position` (HF order), `[batch·seq, hidden]`; position
-/// ids per [`crate::BertConfig::position_ids`] (padding rows get the positions of real tokens
-/// after the text: they are masked everywhere).
+/// ids per [`crate::BertConfig::position_ids`] of each padded row, as Hugging Face computes them
+/// (the padding after a text never changes the positions of its tokens).
 pub fn embed(w: &BertWeights, batch: &Batch) -> Vec<f32> {
     let h = w.config.hidden_size;
     let e = &w.embeddings;
     let mut out = vec![0.0f32; batch.rows() * h];
     let mut positions = Vec::with_capacity(batch.rows());
     let mut seq_pos = Vec::new();
-    for b in 0..batch.batch {
-        let row = b * batch.seq_len;
-        let len = batch.lengths[b];
-        w.config
-            .position_ids(&batch.ids[row..row + len], &mut seq_pos);
+    for row in batch.ids.chunks_exact(batch.seq_len.max(1)) {
+        w.config.position_ids(row, &mut seq_pos);
         positions.extend_from_slice(&seq_pos);
-        let next = seq_pos.last().map_or(w.config.position_offset, |&p| p + 1);
-        positions.extend(
-            (next..)
-                .take(batch.seq_len - len)
-                .map(|p| p.min(w.config.max_position_embeddings - 1)),
-        );
     }
     for (r, o) in out.chunks_exact_mut(h).enumerate() {
         let id = batch.ids[r] as usize;
@@ -636,7 +586,6 @@ pub fn forward_hooked(
     let mut tmp = vec![0.0f32; rows * h];
     let mut mid = vec![0.0f32; rows * h];
     let mut f1 = vec![0.0f32; rows * inter];
-    let rel = relative_bias(w);
 
     for (l, lw) in w.layers.iter().enumerate() {
         linear(exec, &hs, rows, &lw.query, &mut q);
@@ -646,7 +595,7 @@ pub fn forward_hooked(
         linear(exec, &hs, rows, &lw.value, &mut v);
         hook(Site::Value(l), &mut v);
 
-        let bias = rel.as_ref().map(RelativeBiasTable::view);
+        let bias = w.relative_attention_bias.as_ref();
         attention_scores(exec, &q, &k, bsz, seq, heads, bias, &mut scores);
         hook(Site::Scores(l), &mut scores);
         softmax_masked(exec, &mut scores, &batch.mask, seq, heads);

@@ -28,8 +28,33 @@ pub fn bucket(rel: i64, num_buckets: usize) -> usize {
     ret as usize
 }
 
-/// Buckets of every relative position of a sequence of `len` tokens: entry `(j − i) + len − 1`
-/// holds the bucket of key `j` for query `i`.
+/// MPNet's relative position bias, head-major: `per_head` is `[heads, buckets]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelativeBiasTable {
+    pub per_head: Vec<f32>,
+    pub buckets: usize,
+}
+
+impl RelativeBiasTable {
+    /// From the checkpoint's `[buckets, heads]` layout.
+    pub fn from_bucket_major(b: &[f32], buckets: usize, heads: usize) -> RelativeBiasTable {
+        let mut per_head = vec![0.0f32; heads * buckets];
+        for k in 0..buckets {
+            for h in 0..heads {
+                per_head[h * buckets + k] = b[k * heads + h];
+            }
+        }
+        RelativeBiasTable { per_head, buckets }
+    }
+
+    /// The bias of head `h`, indexed by bucket.
+    pub fn head(&self, h: usize) -> &[f32] {
+        &self.per_head[h * self.buckets..(h + 1) * self.buckets]
+    }
+}
+
+/// Buckets of every relative position of sequences of up to `len` tokens: entry
+/// `(j − i) + len − 1` holds the bucket of key `j` for query `i`.
 pub fn bucket_table(len: usize, num_buckets: usize) -> Vec<usize> {
     let l = len as i64;
     (-(l - 1).max(0)..l)
@@ -37,12 +62,17 @@ pub fn bucket_table(len: usize, num_buckets: usize) -> Vec<usize> {
         .collect()
 }
 
+/// Index in a [`bucket_table`] of relative position 0.
+fn center(table: &[usize]) -> usize {
+    table.len() / 2
+}
+
 /// Adds the per-head bias of each key to one query row of float scores: `bias` is `[buckets]`
-/// for this head, `table` from [`bucket_table`] for the sequence length `scores.len()`.
+/// for this head, `table` from [`bucket_table`] for at least `scores.len()` tokens.
 pub fn add_bias_row_f32(scores: &mut [f32], i: usize, table: &[usize], bias: &[f32]) {
-    let len = scores.len();
+    let c = center(table);
     for (j, s) in scores.iter_mut().enumerate() {
-        *s += bias[table[j + len - 1 - i]];
+        *s += bias[table[c + j - i]];
     }
 }
 
@@ -50,9 +80,9 @@ pub fn add_bias_row_f32(scores: &mut [f32], i: usize, table: &[usize], bias: &[f
 /// scores at `c/2^shift` (see `LayerDerived::rel_bias`); the caller bounds both terms so the sum
 /// stays below 2^30 in magnitude.
 pub fn add_bias_row_i32(scores: &mut [i32], i: usize, table: &[usize], units: &[i32], shift: u32) {
-    let len = scores.len();
+    let c = center(table);
     for (j, s) in scores.iter_mut().enumerate() {
-        *s = (*s << shift) + units[table[j + len - 1 - i]];
+        *s = (*s << shift) + units[table[c + j - i]];
     }
 }
 
@@ -86,5 +116,13 @@ mod tests {
         let bias: Vec<f32> = (0..32).map(|b| b as f32).collect();
         add_bias_row_f32(&mut row, 1, &t, &bias);
         assert_eq!(row, [2.0, 2.0, 20.0]);
+        // a table built for longer sequences serves shorter ones
+        let long = bucket_table(9, 32);
+        let mut row = [1.0f32, 2.0, 3.0];
+        add_bias_row_f32(&mut row, 1, &long, &bias);
+        assert_eq!(row, [2.0, 2.0, 20.0]);
+        let t = RelativeBiasTable::from_bucket_major(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 3, 2);
+        assert_eq!(t.per_head, vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+        assert_eq!(t.head(1), &[2.0, 4.0, 6.0]);
     }
 }

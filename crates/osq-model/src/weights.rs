@@ -74,8 +74,8 @@ pub struct BertWeights {
     pub pooler: Option<Linear>,
     /// `classifier` (`[num_labels, hidden]`), if the checkpoint has it.
     pub classifier: Option<Linear>,
-    /// MPNet: `encoder.relative_attention_bias.weight`, `[buckets, heads]`.
-    pub relative_attention_bias: Option<Vec<f32>>,
+    /// MPNet: `encoder.relative_attention_bias.weight`, stored head-major.
+    pub relative_attention_bias: Option<crate::relative::RelativeBiasTable>,
     /// The sentence-transformers pooling of the directory (mean and normalised when absent).
     pub sentence: crate::pooling::SentenceHead,
 }
@@ -204,10 +204,14 @@ impl BertWeights {
             });
         }
         let relative_attention_bias = match c.relative_attention_num_buckets {
-            Some(nb) => Some(r.get(
-                "encoder.relative_attention_bias.weight",
-                &[nb, c.num_attention_heads],
-            )?),
+            Some(nb) => Some(crate::relative::RelativeBiasTable::from_bucket_major(
+                &r.get(
+                    "encoder.relative_attention_bias.weight",
+                    &[nb, c.num_attention_heads],
+                )?,
+                nb,
+                c.num_attention_heads,
+            )),
             None => None,
         };
         // task heads: BERT's pooler + classifier (other families' heads are not read yet)

@@ -25,8 +25,8 @@ use serde_json::{json, Map, Value};
 
 use crate::config::BertConfig;
 use crate::error::{ModelError, Result};
-use crate::fp32::RelativeBiasTable;
 use crate::pooling::{Pooling, SentenceHead};
+use crate::relative::RelativeBiasTable;
 
 use super::graph::{LnParams, QLayerParams, QLinear, QTable, QuantParams};
 use super::minmax::ln_migrated;

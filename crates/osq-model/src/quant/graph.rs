@@ -10,8 +10,8 @@ use osq_kernels::Requant;
 
 use crate::config::BertConfig;
 use crate::error::{ModelError, Result};
-use crate::fp32::RelativeBiasTable;
 use crate::pooling::SentenceHead;
+use crate::relative::RelativeBiasTable;
 use crate::weights::{BertWeights, LayerNormW, Linear};
 
 use super::minmax::ln_migrated;
@@ -288,7 +288,7 @@ impl QuantParams {
             emb_ln,
             s_r_emb,
             layers,
-            relative_bias: crate::fp32::relative_bias(w),
+            relative_bias: w.relative_attention_bias.clone(),
             sentence: w.sentence,
         })
     }
@@ -412,7 +412,6 @@ impl RelBiasInt {
 const MAX_REL_BIAS_SHIFT: u32 = 8;
 
 /// The softmax constants and the bias of one MPNet layer (see [`RelBiasInt`]).
-#[allow(clippy::too_many_arguments)]
 fn softmax_with_bias(
     t: &RelativeBiasTable,
     s_q: f64,

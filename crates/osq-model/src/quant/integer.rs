@@ -513,7 +513,10 @@ impl IntegerModel {
             let want_probs = traces.is_some();
             let (qr, kr, vr) = (&q, &k, &v);
             let max_len = lengths.iter().copied().max().unwrap_or(0);
-            let rel = ld.rel_bias.as_ref();
+            let rel = ld
+                .rel_bias
+                .as_ref()
+                .map(|b| (b, crate::relative::bucket_table(max_len, b.buckets)));
             let results: Vec<(Vec<u8>, Vec<u8>)> = (0..nb * heads)
                 .into_par_iter()
                 .map_init(
@@ -549,11 +552,10 @@ impl IntegerModel {
                             &inner,
                         )
                         .map_err(kerr("Q·Kᵀ"))?;
-                        if let Some(b) = rel {
-                            let table = crate::relative::bucket_table(len, b.buckets);
+                        if let Some((b, table)) = &rel {
                             let u = b.head(hd);
                             for (i, row) in scores.chunks_exact_mut(len).enumerate() {
-                                crate::relative::add_bias_row_i32(row, i, &table, u, b.shift);
+                                crate::relative::add_bias_row_i32(row, i, table, u, b.shift);
                             }
                         }
                         clk.add(7, &mut t0);

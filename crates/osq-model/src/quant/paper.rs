@@ -221,8 +221,7 @@ impl<'a> PaperModel<'a> {
                         *s = acc * scale;
                     }
                     if let (Some(b), Some(t)) = (rel, &buckets) {
-                        let bh = &b.per_head[hd * b.buckets..(hd + 1) * b.buckets];
-                        crate::relative::add_bias_row_f32(row, i, t, bh);
+                        crate::relative::add_bias_row_f32(row, i, t, b.head(hd));
                     }
                     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     let mut sum = 0f32;
