@@ -8,6 +8,11 @@ For each architecture this builds a tiny randomly initialised model locally
 one after another), `ids`, `type_ids` and `lengths`; MPNet's fixture also holds `buckets`, torch's
 relative position buckets of the distances -600..600.
 
+Task heads: for every family, `tests/fixtures/heads/<family>-<task>/` holds a tiny
+`*ForSequenceClassification` (single-label with 3 named labels, multi-label with 4, regression) and
+a `*ForTokenClassification` (5 labels), with `logits` on the same inputs (sequence heads one row
+per sequence, token heads one row per real token).
+
 The fixtures are committed (tests/fixtures/families/, ~60 KB each) so CI needs no torch; run this
 script again when it changes:
 
@@ -103,6 +108,33 @@ def families(vocab):
         pad_token_id=1, bos_token_id=0, eos_token_id=2), add_pooling_layer=False)
 
 
+HEAD_TASKS = {
+    # task: (num_labels, problem_type, class)
+    "single": (3, "single_label_classification", "ForSequenceClassification"),
+    "multi": (4, "multi_label_classification", "ForSequenceClassification"),
+    "regression": (1, "regression", "ForSequenceClassification"),
+    "token": (5, None, "ForTokenClassification"),
+}
+CLASS_PREFIX = {"bert": "Bert", "electra": "Electra", "roberta": "Roberta",
+                "xlm-roberta": "XLMRoberta", "distilbert": "DistilBert", "mpnet": "MPNet"}
+
+
+def head_model(name, base, task):
+    """The family's task model on `base`'s config, randomly initialised (encoder included)."""
+    import transformers
+    n, problem, cls = HEAD_TASKS[task]
+    config = base.config.__class__.from_dict(base.config.to_dict())
+    config.num_labels = n
+    config.problem_type = problem
+    if task == "single":
+        config.id2label = {0: "negative", 1: "neutral", 2: "positive"}
+        config.label2id = {v: k for k, v in config.id2label.items()}
+    if name == "distilbert":
+        config.seq_classif_dropout = 0.0
+    config.classifier_dropout = 0.0
+    return getattr(transformers, CLASS_PREFIX[name] + cls)(config)
+
+
 def inputs(specials, vocab, seed, with_types):
     """Sequences of 1, 3, 17, 40, 70 and 150 tokens (special tokens first and last; MPNet's
     buckets change at distances 8, 16, 32, 64), some containing the [UNK] id."""
@@ -129,6 +161,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures", "families"))
+    ap.add_argument("--heads", default=os.path.join(here, "..", "tests", "fixtures", "heads"))
     args = ap.parse_args()
     torch.manual_seed(0)
     vocab_b = len(BERT_SPECIALS) + len(WORDS)
@@ -162,6 +195,9 @@ def main():
             hidden = model.double()(**kw).last_hidden_state.numpy()
             model.float()
         rows = np.concatenate([hidden[i, : len(s)] for i, s in enumerate(seqs)])
+        for task_seed, task in enumerate(HEAD_TASKS):
+            write_head(args.heads, name, specials, model, task, 2000 + 10 * seed + task_seed,
+                       seqs, types, kw, d)
         out = {
             "hidden": rows.astype(np.float32),
             "ids": np.array(sum(seqs, []), dtype=np.int64),
@@ -178,6 +214,34 @@ def main():
                        "model": type(model).__name__, "seed": 1000 + seed}, f, indent=1)
             f.write("\n")
         print(f"{name:12s} {type(model).__name__:18s} {rows.shape[0]} tokens -> {d}")
+
+
+def write_head(out, name, specials, base, task, seed, seqs, types, kw, base_dir):
+    d = os.path.join(out, f"{name}-{task}")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    model = head_model(name, base, task)
+    randomise(model, seed)
+    model.eval()
+    model.save_pretrained(d, safe_serialization=True)
+    shutil.copy(os.path.join(base_dir, "tokenizer.json"), os.path.join(d, "tokenizer.json"))
+    with torch.no_grad():
+        logits = model.double()(**kw).logits.numpy()
+    if task == "token":
+        logits = np.concatenate([logits[i, : len(s)] for i, s in enumerate(seqs)])
+    save_file({
+        "logits": logits.astype(np.float32),
+        "logits_f64": logits.astype(np.float64),
+        "ids": np.array(sum(seqs, []), dtype=np.int64),
+        "type_ids": np.array(sum(types, []), dtype=np.int64),
+        "lengths": np.array([len(s) for s in seqs], dtype=np.int64),
+    }, os.path.join(d, "expected.safetensors"))
+    with open(os.path.join(d, "ORACLE.json"), "w") as f:
+        import transformers
+        json.dump({"transformers": transformers.__version__, "torch": torch.__version__,
+                   "model": type(model).__name__, "seed": seed}, f, indent=1)
+        f.write("\n")
+    print(f"  {name}-{task}: {type(model).__name__} logits {logits.shape} -> {d}")
 
 
 if __name__ == "__main__":

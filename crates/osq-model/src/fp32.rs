@@ -446,9 +446,10 @@ pub enum Site {
     FfnResidual(usize),
     /// FFN LayerNorm output (node 9) = the layer output.
     FfnLn(usize),
-    /// `tanh(pooler(h_[CLS]))`, `[batch, hidden]`: the classifier input.
+    /// Input of the task head's output Linear: sequence heads `act(dense(h_[CLS]))`
+    /// `[batch, hidden]`, token heads the final hidden states `[rows, hidden]`.
     Pooler,
-    /// Classifier logits, `[batch, num_labels]`.
+    /// Task head logits, `[batch, num_labels]` (token heads: `[rows, num_labels]`).
     Logits,
 }
 
@@ -475,8 +476,18 @@ impl Site {
                 batch.seq_len,
             ),
             Ffn1(_) | Gelu(_) => (rows, c.intermediate_size),
-            Pooler => (batch.batch, c.hidden_size),
-            Logits => (batch.batch, w.num_labels().unwrap_or(0)),
+            Pooler | Logits => {
+                let r = match &w.head {
+                    Some(hd) if hd.task == crate::head::Task::Token => rows,
+                    _ => batch.batch,
+                };
+                let cols = if *self == Pooler {
+                    c.hidden_size
+                } else {
+                    w.num_labels().unwrap_or(0)
+                };
+                (r, cols)
+            }
             _ => (rows, c.hidden_size),
         }
     }
@@ -691,18 +702,20 @@ pub fn pool_hidden(w: &BertWeights, hidden: &[f32], batch: &Batch) -> Vec<f32> {
     e
 }
 
-/// `[CLS]` rows of `hidden` `[batch, seq, h]` → `[batch, h]`.
-pub fn cls_rows(hidden: &[f32], batch: &Batch, h: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(batch.batch * h);
-    for b in 0..batch.batch {
-        let r = b * batch.seq_len * h;
+/// First-token (`[CLS]` / `<s>`) rows of `hidden` `[batch, seq, h]` → `[batch, h]`.
+pub fn cls_rows_of(hidden: &[f32], batch: usize, seq: usize, h: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(batch * h);
+    for b in 0..batch {
+        let r = b * seq * h;
         out.extend_from_slice(&hidden[r..r + h]);
     }
     out
 }
 
-/// Pooler + classifier on final hidden states: logits `[batch, num_labels]`. Calls the hook at
-/// [`Site::Pooler`] and [`Site::Logits`]. Errors when the checkpoint has no classifier.
+/// The task head on final hidden states (see [`crate::head::logits_f32`]): sequence heads give
+/// `[batch, num_labels]`, token heads `[batch·seq, num_labels]`. Calls the hook at
+/// [`Site::Pooler`] (the output Linear's input) and [`Site::Logits`]. Errors when the
+/// checkpoint has no task head.
 pub fn classify_hidden(
     w: &BertWeights,
     hidden: &[f32],
@@ -710,14 +723,12 @@ pub fn classify_hidden(
     exec: &ThreadPool,
     hook: &mut impl FnMut(Site, &mut [f32]),
 ) -> Result<Vec<f32>> {
-    let (pooler, classifier) = match (&w.pooler, &w.classifier) {
-        (Some(p), Some(c)) => (p, c),
-        _ => {
-            return Err(ModelError::Input(
-                "the checkpoint has no pooler + classifier head".into(),
-            ))
-        }
-    };
+    let head = w.head.as_ref().ok_or_else(|| {
+        ModelError::Input(
+            "the checkpoint has no task head (a *ForSequenceClassification or *ForTokenClassification model)"
+                .into(),
+        )
+    })?;
     let h = w.config.hidden_size;
     if hidden.len() != batch.rows() * h {
         return Err(ModelError::Input(format!(
@@ -726,18 +737,20 @@ pub fn classify_hidden(
             batch.rows() * h
         )));
     }
-    let cls = cls_rows(hidden, batch, h);
-    let mut pooled = vec![0.0f32; batch.batch * h];
-    linear(exec, &cls, batch.batch, pooler, &mut pooled);
-    pooled.iter_mut().for_each(|v| *v = v.tanh());
-    hook(Site::Pooler, &mut pooled);
-    let mut logits = vec![0.0f32; batch.batch * classifier.out_features];
-    linear(exec, &pooled, batch.batch, classifier, &mut logits);
+    let mut logits = crate::head::logits_f32(
+        head,
+        hidden,
+        batch.batch,
+        batch.seq_len,
+        h,
+        exec,
+        &mut |x| hook(Site::Pooler, x),
+    );
     hook(Site::Logits, &mut logits);
     Ok(logits)
 }
 
-/// Full forward + classification head: logits `[batch, num_labels]`.
+/// Full forward + task head (see [`classify_hidden`]).
 pub fn classify(w: &BertWeights, batch: &Batch, exec: &ThreadPool) -> Result<Vec<f32>> {
     let hs = forward(w, batch, exec)?;
     classify_hidden(w, &hs, batch, exec, &mut |_, _| {})

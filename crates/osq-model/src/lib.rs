@@ -11,6 +11,7 @@ pub mod atomic;
 pub mod config;
 pub mod error;
 pub mod fp32;
+pub mod head;
 pub mod metrics;
 pub mod pooling;
 pub mod relative;

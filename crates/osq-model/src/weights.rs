@@ -64,16 +64,15 @@ pub struct LayerWeights {
     pub ffn_ln: LayerNormW,
 }
 
-/// All weights of a BERT encoder plus the optional pooler and classifier.
+/// All weights of a BERT-family encoder plus the optional task head.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BertWeights {
     pub config: BertConfig,
     pub embeddings: Embeddings,
     pub layers: Vec<LayerWeights>,
-    /// `pooler.dense` (tanh applied on the `[CLS]` row), if the checkpoint has it.
-    pub pooler: Option<Linear>,
-    /// `classifier` (`[num_labels, hidden]`), if the checkpoint has it.
-    pub classifier: Option<Linear>,
+    /// The fine-tuned task head (`*ForSequenceClassification`, `*ForTokenClassification`), if
+    /// the checkpoint has one.
+    pub head: Option<crate::head::TaskHead>,
     /// MPNet: `encoder.relative_attention_bias.weight`, stored head-major.
     pub relative_attention_bias: Option<crate::relative::RelativeBiasTable>,
     /// The sentence-transformers pooling of the directory (mean and normalised when absent).
@@ -145,15 +144,30 @@ impl TensorNames {
 impl BertWeights {
     /// Load `config.json` and `model.safetensors` from a model directory.
     pub fn load_dir(dir: &Path) -> Result<Self> {
-        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let cpath = dir.join("config.json");
+        let config = BertConfig::from_file(&cpath)?;
+        let meta = crate::head::HeadMeta::from_config_file(&cpath)?;
         let sentence = crate::pooling::SentenceHead::from_dir(dir)?;
-        let mut w = Self::from_safetensors(&dir.join("model.safetensors"), config)?;
+        let mut w =
+            Self::from_safetensors_with(&dir.join("model.safetensors"), config, &meta, &cpath)?;
         w.sentence = sentence;
         Ok(w)
     }
 
-    /// Load the tensors of `path` for the given config.
+    /// Load the tensors of `path` for the given config (a task head gets default labels and
+    /// the task its output count implies).
     pub fn from_safetensors(path: &Path, config: BertConfig) -> Result<Self> {
+        Self::from_safetensors_with(path, config, &Default::default(), Path::new("config.json"))
+    }
+
+    /// [`BertWeights::from_safetensors`] with the head fields of `config.json` (`config_path`
+    /// names it in errors).
+    pub fn from_safetensors_with(
+        path: &Path,
+        config: BertConfig,
+        meta: &crate::head::HeadMeta,
+        config_path: &Path,
+    ) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
         // SAFETY: the mapping is read-only and only lives during this call; the usual caveat
         // of memory maps (another process truncating the file) is accepted, as in HF loaders.
@@ -214,26 +228,20 @@ impl BertWeights {
             )),
             None => None,
         };
-        // task heads: BERT's pooler + classifier (other families' heads are not read yet)
-        let (pooler, classifier) = if c.family == Family::Bert {
-            r.bert_head(h)?
-        } else {
-            (None, None)
-        };
+        let head = r.task_head(c.family, h, meta, config_path)?;
         Ok(BertWeights {
             config,
             embeddings,
             layers,
-            pooler,
-            classifier,
+            head,
             relative_attention_bias,
             sentence: Default::default(),
         })
     }
 
-    /// Number of labels of the classification head, if any.
+    /// Number of labels of the task head, if any.
     pub fn num_labels(&self) -> Option<usize> {
-        self.classifier.as_ref().map(|c| c.out_features)
+        self.head.as_ref().map(|hd| hd.num_labels())
     }
 }
 
@@ -245,39 +253,67 @@ struct Reader<'a, 'd> {
 }
 
 impl Reader<'_, '_> {
-    /// `pooler.dense` and `classifier` of a `BertFor*` checkpoint, if present.
-    fn bert_head(&self, h: usize) -> Result<(Option<Linear>, Option<Linear>)> {
-        let pooler = if self.find("pooler.dense.weight").is_some() {
-            Some(self.linear("pooler.dense", h, h)?)
+    /// The task head of a fine-tuned checkpoint, if its tensors are present: the family's
+    /// sequence head (dense + activation + output) or, for `*ForTokenClassification` (or a
+    /// bare `classifier` outside BERT), a token head.
+    fn task_head(
+        &self,
+        family: Family,
+        h: usize,
+        meta: &crate::head::HeadMeta,
+        config_path: &Path,
+    ) -> Result<Option<crate::head::TaskHead>> {
+        use crate::head::{sequence_head_names, Activation, TaskHead};
+        let (dense_name, out_name) = sequence_head_names(family);
+        let token = meta.is_token_classification();
+        let has = |n: &str| self.find(n).is_some();
+        let dense_w = format!("{dense_name}.weight");
+        let out_w = format!("{out_name}.weight");
+        let missing = |tensor: &str, why: &str| ModelError::MissingTensor {
+            path: self.path.clone(),
+            tensor: tensor.into(),
+            tried: format!("{} ({why})", self.candidates(tensor).join(", ")),
+        };
+        let (dense, out_prefix) = if !token && has(&out_w) && has(&dense_w) {
+            (
+                Some((
+                    self.linear(dense_name, h, h)?,
+                    Activation::of_family(family),
+                )),
+                out_name,
+            )
+        } else if has("classifier.weight") && (token || family != Family::Bert) {
+            (None, "classifier")
+        } else if has(&out_w) {
+            return Err(missing(
+                &dense_w,
+                &format!("the sequence head `{out_name}` needs it"),
+            ));
         } else {
-            None
+            return Ok(None);
         };
-        let classifier = match self.find("classifier.weight") {
-            Some(name) => {
-                let shape = self.shape(&name)?;
-                let labels = match shape.as_slice() {
-                    [n, _] if *n > 0 => *n,
-                    _ => {
-                        return Err(ModelError::Shape {
-                            path: self.path.clone(),
-                            tensor: name,
-                            expected: vec![0, h],
-                            actual: shape,
-                        })
-                    }
-                };
-                if pooler.is_none() {
-                    return Err(ModelError::MissingTensor {
-                        path: self.path.clone(),
-                        tensor: "pooler.dense.weight".into(),
-                        tried: "pooler.dense.weight, bert.pooler.dense.weight (a classifier needs the pooler)".into(),
-                    });
-                }
-                Some(self.linear("classifier", labels, h)?)
+        let wname = format!("{out_prefix}.weight");
+        let found = self.find(&wname).unwrap_or(wname.clone());
+        let shape = self.shape(&found)?;
+        let labels = match shape.as_slice() {
+            [n, k] if *n > 0 && *k == h => *n,
+            _ => {
+                return Err(ModelError::Shape {
+                    path: self.path.clone(),
+                    tensor: found,
+                    expected: vec![0, h],
+                    actual: shape,
+                })
             }
-            None => None,
         };
-        Ok((pooler, classifier))
+        let out = self.linear(out_prefix, labels, h)?;
+        let task = meta.task(labels, dense.is_none(), config_path)?;
+        Ok(Some(TaskHead {
+            task,
+            dense,
+            out,
+            labels: meta.labels(labels, config_path)?,
+        }))
     }
 
     fn candidates(&self, name: &str) -> Vec<String> {
@@ -505,14 +541,16 @@ mod tests {
             assert_eq!(w.layers.len(), 2);
             assert_eq!(w.layers[0].ffn1.out_features, 64);
             assert_eq!(w.layers[0].ffn2.in_features, 64);
-            assert_eq!(w.pooler.is_some(), prefix);
-            assert!(w.classifier.is_none());
+            assert!(w.head.is_none(), "a pooler alone is no task head");
             std::fs::remove_dir_all(&d).ok();
         }
         let d = temp_dir("cls").unwrap();
         write_tiny_bert_with(&d, &TinyBertOptions::default()).unwrap();
         let w = BertWeights::load_dir(&d).unwrap();
         assert_eq!(w.num_labels(), Some(2));
+        let hd = w.head.as_ref().unwrap();
+        assert_eq!(hd.task, crate::head::Task::SingleLabel);
+        assert_eq!(hd.dense.as_ref().unwrap().1, crate::head::Activation::Tanh);
         std::fs::remove_dir_all(&d).ok();
     }
 

@@ -28,16 +28,23 @@ fn i64s(st: &SafeTensors, name: &str) -> Vec<i64> {
         .collect()
 }
 
-fn expected(dir: &Path) -> Expected {
-    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let hidden = st
-        .tensor("hidden")
+fn f32s(st: &SafeTensors, name: &str) -> Vec<f32> {
+    st.tensor(name)
         .unwrap()
         .data()
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+        .collect()
+}
+
+fn expected(dir: &Path) -> Expected {
+    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let hidden = if st.tensor("hidden").is_ok() {
+        f32s(&st, "hidden")
+    } else {
+        f32s(&st, "logits")
+    };
     let (ids, types, lengths) = (
         i64s(&st, "ids"),
         i64s(&st, "type_ids"),
@@ -116,4 +123,64 @@ fn mpnet_buckets_match_torch() {
             "relative position {rel}"
         );
     }
+}
+
+/// Every family × head (single-label with named labels, multi-label, regression, token): the
+/// head's tensors, task and labels are read from the checkpoint and `config.json`, and the FP32
+/// logits equal transformers'.
+#[test]
+fn fp32_heads_match_transformers_for_every_family() {
+    use osq_model::head::{Activation, Task};
+    let exec = ThreadPool::new(2).unwrap();
+    let heads = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/heads");
+    let mut seen = 0;
+    for family in Family::ALL {
+        for (task, want, labels) in [
+            ("single", Task::SingleLabel, 3),
+            ("multi", Task::MultiLabel, 4),
+            ("regression", Task::Regression, 1),
+            ("token", Task::Token, 5),
+        ] {
+            let dir = heads.join(format!("{}-{task}", family.model_type()));
+            let label = format!("{family:?} {task}");
+            let w = BertWeights::load_dir(&dir).unwrap_or_else(|e| panic!("{label}: {e}"));
+            let hd = w
+                .head
+                .as_ref()
+                .unwrap_or_else(|| panic!("{label}: no head read"));
+            assert_eq!(hd.task, want, "{label}");
+            assert_eq!(hd.num_labels(), labels, "{label}");
+            match task {
+                "single" => assert_eq!(hd.labels, ["negative", "neutral", "positive"], "{label}"),
+                "token" => assert!(hd.dense.is_none(), "{label}"),
+                _ => {
+                    let act = hd.dense.as_ref().unwrap().1;
+                    assert_eq!(act, Activation::of_family(family), "{label}");
+                }
+            }
+            let e = expected(&dir);
+            let pad = w.config.pad_token_id.unwrap_or(0);
+            let batch = Batch::from_typed_ids(&e.seqs, pad);
+            let logits = fp32::classify(&w, &batch, &exec).unwrap();
+            let mut got = Vec::new();
+            if want == Task::Token {
+                for (b, (ids, _)) in e.seqs.iter().enumerate() {
+                    let r = b * batch.seq_len * labels;
+                    got.extend_from_slice(&logits[r..r + ids.len() * labels]);
+                }
+            } else {
+                got = logits;
+            }
+            assert_eq!(got.len(), e.hidden.len(), "{label}");
+            let max = got
+                .iter()
+                .zip(&e.hidden)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            println!("{label:24} max |osq - transformers| logits {max:.2e}");
+            assert!(max <= TOL, "{label}: {max}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 24);
 }

@@ -73,8 +73,10 @@ pub fn weight_bytes(e: &Engine) -> Result<WeightBytes> {
                 total += f(&ln.gamma) + f(&ln.beta);
             }
         }
-        for lin in [&w.pooler, &w.classifier].into_iter().flatten() {
-            total += f(&lin.weight) + f(&lin.bias);
+        if let Some(hd) = &w.head {
+            for lin in hd.dense.iter().map(|(d, _)| d).chain([&hd.out]) {
+                total += f(&lin.weight) + f(&lin.bias);
+            }
         }
         return Ok(WeightBytes {
             total,
