@@ -22,6 +22,7 @@ mod calibrate;
 mod embeddings;
 mod error;
 mod model;
+mod predictions;
 #[cfg(feature = "serve")]
 pub mod serve;
 mod verify;
@@ -31,7 +32,8 @@ pub use embeddings::Embeddings;
 pub use error::{error_message, Error, ErrorKind, Result};
 pub use model::{EmbedOptions, Model, ModelInfo, ModelOptions};
 pub use osq_kernels::Isa;
-pub use verify::{IsaResult, VerifyOptions, VerifyReport};
+pub use predictions::Prediction;
+pub use verify::{HeadVsFp32, IsaResult, VerifyOptions, VerifyReport};
 
 /// Reads the texts of a file, one per line (LF, CRLF or CR), blank lines skipped, each line cut
 /// at [`osq_model::text::MAX_LINE_CHARS`] characters; `-` reads standard input.

@@ -280,6 +280,16 @@ impl Model {
     }
 
     /// The integer model, its tokenizer and ISA, for the verifier.
+    pub(crate) fn isa(&self) -> Isa {
+        self.isa
+    }
+    pub(crate) fn batch_size(&self) -> usize {
+        self.opts.batch_size
+    }
+    pub(crate) fn truncates(&self) -> bool {
+        self.opts.truncate
+    }
+
     pub(crate) fn parts(&self) -> (&IntegerModel, &Tokenizer, &rayon::ThreadPool, usize) {
         (&self.int, &self.tok, &self.pool, self.max_length)
     }

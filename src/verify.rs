@@ -13,7 +13,7 @@ use osq_model::fp32::{self, ThreadPool};
 use osq_model::metrics::cosine;
 use osq_model::quant::integer::{pool_embeddings, IntOptions};
 use osq_model::quant::paper::PaperModel;
-use osq_model::quant::trace::NodeStats;
+use osq_model::quant::trace::{LogitStats, NodeStats};
 use osq_model::quant::{deploy, Node, TraceStats};
 use osq_model::BertWeights;
 
@@ -51,8 +51,23 @@ pub struct IsaResult {
     pub isa: Isa,
     /// Integer vs deploy reference over every node and layer.
     pub stats: NodeStats,
-    /// Every code and the final hidden codes equal.
+    /// Every code, the final hidden codes and every head logit equal.
     pub bit_exact: bool,
+    /// Integer vs deploy reference logits of the task head (all zero without a head).
+    pub logits: LogitStats,
+}
+
+/// The task head's agreement with FP32 (when an FP32 model with the same head was given).
+#[derive(Clone, Debug, Default)]
+pub struct HeadVsFp32 {
+    /// Sequences (token heads: tokens) compared.
+    pub rows: usize,
+    /// Rows where the integer engine's top label is FP32's (regression: none counted).
+    pub same_label: usize,
+    /// Largest |integer − FP32| logit.
+    pub max_abs_diff: f64,
+    /// Mean |integer − FP32| logit.
+    pub mean_abs_diff: f64,
 }
 
 /// What [`Model::verify`] measured.
@@ -82,6 +97,8 @@ pub struct VerifyReport {
     pub fp32_cosines: Vec<f64>,
     /// Cosine of paper-mode vs FP32 sentence embeddings.
     pub fp32_cosines_paper: Vec<f64>,
+    /// The task head against FP32 (models with a head, FP32 model given).
+    pub head_vs_fp32: Option<HeadVsFp32>,
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -156,7 +173,30 @@ impl VerifyReport {
                 "paper_mean_cosine": mean(&self.fp32_cosines_paper),
             })
         };
+        let head = match &self.head_vs_fp32 {
+            _ if self.deploy.logits.total == 0 => Value::Null,
+            hf => json!({
+                "input_node": {
+                    "integer_vs_reference": stats_json(&self.deploy.head),
+                    "integer_vs_paper_per_step": stats_json(&self.paper_per_step.head),
+                    "integer_vs_paper_cascaded": stats_json(&self.paper_cascaded.head),
+                },
+                "logits_integer_vs_reference": {
+                    "total": self.deploy.logits.total,
+                    "equal": self.deploy.logits.equal,
+                    "max_abs_diff": self.deploy.logits.max_abs_diff,
+                },
+                "logits_integer_vs_paper_cascaded_max_abs_diff": self.paper_cascaded.logits.max_abs_diff,
+                "vs_fp32": hf.as_ref().map(|f| json!({
+                    "rows": f.rows,
+                    "same_label": f.same_label,
+                    "max_abs_diff": f.max_abs_diff,
+                    "mean_abs_diff": f.mean_abs_diff,
+                })),
+            }),
+        };
         json!({
+            "head": head,
             "params": self.params.display().to_string(),
             "bits": self.bits,
             "method": self.method,
@@ -270,6 +310,30 @@ impl VerifyReport {
                 t.beyond_one
             );
         }
+        if self.deploy.logits.total > 0 {
+            let (d, st, l) = (
+                &self.deploy.head,
+                &self.paper_per_step.head,
+                &self.deploy.logits,
+            );
+            let _ = writeln!(
+                o,
+                "task head: classifier input {}/{} codes equal to the reference, per step vs paper {:.4} % (>1: {}); logits {}/{} bit-identical",
+                d.equal,
+                d.total,
+                st.percent_equal(),
+                st.beyond_one,
+                l.equal,
+                l.total
+            );
+            if let Some(f) = &self.head_vs_fp32 {
+                let _ = writeln!(
+                    o,
+                    "task head vs FP32: same top label on {}/{} rows, logits max |diff| {:.4}, mean {:.4}",
+                    f.same_label, f.rows, f.max_abs_diff, f.mean_abs_diff
+                );
+            }
+        }
         if !self.fp32_cosines.is_empty() {
             let min = self
                 .fp32_cosines
@@ -339,6 +403,7 @@ impl Model {
         let mut vs_step = TraceStats::new(nl);
         let (mut cos, mut cos_paper) = (Vec::new(), Vec::new());
         let mut tokens = 0usize;
+        let mut hv: Option<HeadVsFp32> = None;
         let t0 = Instant::now();
         let bar = osq_calib::Progress::new(opts.progress).bar(texts.len() as u64, "verify");
         for chunk in texts.chunks(opts.batch_size) {
@@ -378,6 +443,37 @@ impl Model {
                     first = Some(out);
                 }
             }
+            if let (Some(w), Some(out), Some(hp)) = (&fp, &first, &p.head) {
+                if let (Some(io), Some(_)) = (&out.head, &w.head) {
+                    let lf = fp32::classify(w, &batch, &exec)?;
+                    let f = hv.get_or_insert_with(HeadVsFp32::default);
+                    let nl = hp.num_labels();
+                    let mut rows_fp = Vec::new();
+                    if hp.task == osq_model::head::Task::Token {
+                        for b in 0..batch.batch {
+                            let r = b * batch.seq_len * nl;
+                            rows_fp.extend_from_slice(&lf[r..r + batch.lengths[b] * nl]);
+                        }
+                    } else {
+                        rows_fp = lf;
+                    }
+                    let mut sum = f.mean_abs_diff * (f.rows * nl) as f64;
+                    for (a, b) in io.logits.chunks_exact(nl).zip(rows_fp.chunks_exact(nl)) {
+                        f.rows += 1;
+                        if hp.task != osq_model::head::Task::Regression
+                            && osq_model::head::argmax(a) == osq_model::head::argmax(b)
+                        {
+                            f.same_label += 1;
+                        }
+                        for (x, y) in a.iter().zip(b) {
+                            let d = (*x as f64 - *y as f64).abs();
+                            f.max_abs_diff = f.max_abs_diff.max(d);
+                            sum += d;
+                        }
+                    }
+                    f.mean_abs_diff = sum / (f.rows * nl).max(1) as f64;
+                }
+            }
             if let (Some(w), Some(out)) = (&fp, &first) {
                 let e_int = pool_embeddings(qm, out);
                 let e_fp = fp32::sentence_embeddings(w, &batch, &exec)?;
@@ -405,6 +501,7 @@ impl Model {
                 isa,
                 stats: per_isa[ii].total(),
                 bit_exact: per_isa[ii].exact() && hidden_equal[ii],
+                logits: per_isa[ii].logits,
             })
             .collect();
         Ok(VerifyReport {
@@ -420,6 +517,7 @@ impl Model {
             paper_cascaded: vs_paper,
             fp32_cosines: cos,
             fp32_cosines_paper: cos_paper,
+            head_vs_fp32: hv,
         })
     }
 }

@@ -8,6 +8,7 @@
 //! - [`observe`]: MinMax, mean-of-batches MinMax, Percentile, OMSE;
 //! - [`twc`]: Token-Wise Clipping coarse stage; [`fine`] + [`backward`]: its LSQ+ fine stage;
 //! - [`osplus`]: OS+ channel-wise shifting and scaling;
+//! - [`head`]: the ranges of a sequence head's nodes;
 //! - [`report`]: the paper's Table 1 and Fig. 1 on our model;
 //! - [`data`]: calibration sentences → batches.
 //!
@@ -19,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod fine;
+pub mod head;
 pub mod observe;
 pub mod osplus;
 pub mod progress;
@@ -247,6 +249,8 @@ pub fn calibrate(w: &BertWeights, batches: &[Batch], opts: &CalibOptions) -> Res
     } else {
         ranges
     };
+    let mut ranges = ranges;
+    ranges.head = head::ranges(w, batches, &exec, &ranges, opts.method, opts.bits)?;
     check_ranges(&ranges)?;
 
     let q = observe::quant_set(&ranges, act_bits);

@@ -385,7 +385,7 @@ pub fn write_tiny_params(root: &Path) -> Result<std::path::PathBuf> {
 /// it is written atomically, so concurrent first uses are safe).
 pub fn doc_params_dir() -> std::path::PathBuf {
     let root = std::env::temp_dir().join(format!(
-        "osq-doc-fixture-{}",
+        "osq-doc-fixture-{}-head",
         crate::quant::format::FORMAT_VERSION
     ));
     let params = root.join("params");

@@ -381,6 +381,7 @@ impl Engine {
                     lengths: lengths.clone(),
                     traces: None,
                     stage_ns: None,
+                    head: None,
                 };
                 pool_embeddings(m.quant(), &io)
             }

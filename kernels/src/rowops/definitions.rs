@@ -543,9 +543,150 @@ impl GeluTable {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Monotone activations (task heads: tanh, ReLU) by thresholds.
+
+/// `tanh(x)` from the own `exp`: `sgn(x)·(1 − e^{−2|x|})/(1 + e^{−2|x|})` (±1 beyond |x| = 20).
+pub fn tanh_f64(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    let a = x.abs();
+    let t = if a > 20.0 {
+        1.0
+    } else {
+        let e = exp_f64(-2.0 * a);
+        (1.0 - e) / (1.0 + e)
+    };
+    if x < 0.0 {
+        -t
+    } else {
+        t
+    }
+}
+
+/// A non-decreasing activation of a task head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonotoneFn {
+    Tanh,
+    Relu,
+}
+
+impl MonotoneFn {
+    pub fn eval(self, x: f64) -> f64 {
+        match self {
+            MonotoneFn::Tanh => tanh_f64(x),
+            MonotoneFn::Relu => x.max(0.0),
+        }
+    }
+}
+
+/// A non-decreasing activation node over the fixed-point input `h` (scale `s_h`) as one sorted
+/// threshold table: `f(h) = clamp(round_half_even(act(h·s_h)/s_out) + z, 0, qmax)`,
+/// `thresholds[i]` = smallest `h` with `f(h) ≥ base + 1 + i` (integer bisection), `base =
+/// f(−2^31)`. The table defines the code, in both executors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MonotoneTable {
+    pub act: MonotoneFn,
+    pub s_h: f64,
+    pub s_out: f64,
+    pub z_out: i32,
+    pub qmax: i32,
+    pub base: i32,
+    pub thresholds: Vec<i64>,
+}
+
+impl MonotoneTable {
+    pub fn new(
+        act: MonotoneFn,
+        s_h: f64,
+        s_out: f64,
+        z_out: i32,
+        qmax: i32,
+    ) -> Result<Self, String> {
+        if !(s_h > 0.0 && s_h.is_finite() && s_out > 0.0 && s_out.is_finite()) {
+            return Err(format!(
+                "{act:?} scales s_h = {s_h}, s_out = {s_out} are unusable"
+            ));
+        }
+        let mut t = MonotoneTable {
+            act,
+            s_h,
+            s_out,
+            z_out,
+            qmax,
+            base: 0,
+            thresholds: vec![],
+        };
+        let (imin, imax) = (i32::MIN as i64, i32::MAX as i64);
+        t.base = t.direct(imin);
+        let top = t.direct(imax);
+        for c in t.base + 1..=top {
+            // f(lo) < c ≤ f(hi)
+            let (mut lo, mut hi) = (imin, imax);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if t.direct(mid) >= c {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            t.thresholds.push(hi);
+        }
+        Ok(t)
+    }
+
+    /// Direct evaluation in f64.
+    pub fn direct(&self, h: i64) -> i32 {
+        let y = self.act.eval(h as f64 * self.s_h);
+        let q = rhe(y / self.s_out) + self.z_out as f64;
+        q.clamp(0.0, self.qmax as f64) as i32
+    }
+
+    /// The code of `h` from the table.
+    #[inline]
+    pub fn code(&self, h: i32) -> u8 {
+        let n = self.thresholds.partition_point(|&t| t <= h as i64);
+        (self.base + n as i32) as u8
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn monotone_tables_equal_direct_evaluation() {
+        for (act, s_h, s_out, z) in [
+            (MonotoneFn::Tanh, 3e-7, 2.0 / 255.0, 128),
+            (MonotoneFn::Tanh, 1e-6, 1.6 / 63.0, 30),
+            (MonotoneFn::Relu, 2e-7, 5.0 / 255.0, 0),
+            (MonotoneFn::Relu, 2e-7, 5.0 / 15.0, 3),
+        ] {
+            let qmax = if s_out > 0.3 {
+                15
+            } else if s_out > 0.02 {
+                63
+            } else {
+                255
+            };
+            let t = MonotoneTable::new(act, s_h, s_out, z, qmax).unwrap();
+            let mut h = i32::MIN as i64;
+            while h <= i32::MAX as i64 {
+                assert_eq!(t.code(h as i32) as i32, t.direct(h), "{act:?} h = {h}");
+                h += 7919 * 97;
+            }
+            for &th in &t.thresholds {
+                for d in -2..=2i64 {
+                    let x = (th + d).clamp(i32::MIN as i64, i32::MAX as i64);
+                    assert_eq!(t.code(x as i32) as i32, t.direct(x), "{act:?} near {th}");
+                }
+            }
+        }
+        assert!((tanh_f64(0.5) - 0.46211715726000974).abs() < 1e-15);
+        assert_eq!(tanh_f64(-30.0), -1.0);
+    }
 
     #[test]
     fn own_exp_and_erf_match_known_values() {

@@ -15,10 +15,13 @@ use super::nonlin::sat_i32;
 use super::trace::Trace;
 use super::Node;
 
-/// Final hidden codes `[L, hidden]` and the trace of one sequence.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Final hidden codes `[L, hidden]`, the task head's logits (empty without a head) and the
+/// trace of one sequence.
+#[derive(Clone, Debug, PartialEq)]
 pub struct SeqOutput {
     pub hidden: Vec<u8>,
+    /// `[labels]` (token heads `[L, labels]`).
+    pub logits: Vec<f32>,
     pub trace: Trace,
 }
 
@@ -236,7 +239,18 @@ pub fn forward_sequence(qm: &QuantModel, ids: &[u32], types: &[u32]) -> Result<S
         trace.set(l, Node::FfnLn, x9.clone());
         x = x9;
     }
-    Ok(SeqOutput { hidden: x, trace })
+    let mut logits = vec![];
+    if let (Some(hp), Some(hd)) = (&p.head, &qm.head) {
+        let z = p.output_node().zero_point;
+        let o = super::head::reference(hp, hd, z, &x, l_len);
+        trace.set_head(o.input_codes, &o.logits);
+        logits = o.logits;
+    }
+    Ok(SeqOutput {
+        hidden: x,
+        logits,
+        trace,
+    })
 }
 
 /// Every sequence of a padded batch (padding ignored), sequences in parallel.

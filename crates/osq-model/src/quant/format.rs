@@ -25,10 +25,12 @@ use serde_json::{json, Map, Value};
 
 use crate::config::BertConfig;
 use crate::error::{ModelError, Result};
+use crate::head::{Activation, Task};
 use crate::pooling::{Pooling, SentenceHead};
 use crate::relative::RelativeBiasTable;
 
 use super::graph::{LnParams, QLayerParams, QLinear, QTable, QuantParams};
+use super::head::{QHead, QHeadDense};
 use super::minmax::ln_migrated;
 use super::qparams::{BitsConfig, QParams};
 use super::{Node, FIXED_FRAC_BITS};
@@ -123,7 +125,24 @@ pub fn to_json(p: &QuantParams) -> Value {
             "s_r": p.s_r_emb,
         },
         "layers": layers,
+        "head": p.head.as_ref().map(head_json),
     })
+}
+
+fn head_json(h: &QHead) -> Value {
+    let mut v = json!({
+        "task": h.task.name(),
+        "labels": h.labels,
+    });
+    if let Some(d) = &h.dense {
+        v["dense"] = json!({
+            "activation": d.act.name(),
+            "absmax": absmax_of(d.s_d),
+            "s_d": d.s_d,
+            "node": d.node,
+        });
+    }
+    v
 }
 
 /// Writes `quant.safetensors` and `quant.json` into `dir`, with copies of `tokenizer.json`
@@ -243,6 +262,18 @@ fn tensor_bytes(p: &QuantParams, dir: &Path) -> Result<Vec<u8>> {
         ln(&format!("layers.{l}.attn_ln"), &lp.attn_ln, &mut tensors);
         ln(&format!("layers.{l}.ffn_ln"), &lp.ffn_ln, &mut tensors);
     }
+    if let Some(hd) = &p.head {
+        let lins = hd.dense.iter().map(|d| ("head.dense", &d.lin));
+        for (pre, lin) in lins.chain([("head.out", &hd.out)]) {
+            table(pre, &lin.w, &mut tensors);
+            tensors.push((
+                format!("{pre}.bias"),
+                Dtype::F32,
+                vec![lin.n()],
+                f32_bytes(&lin.bias),
+            ));
+        }
+    }
     if let Some(t) = &p.relative_bias {
         tensors.push((
             REL_BIAS_TENSOR.into(),
@@ -304,6 +335,27 @@ struct Doc {
     /// Absent in directories written before poolings were carried: mean, normalised.
     #[serde(default)]
     sentence: Option<SentenceDoc>,
+    /// The task head, if the model has one.
+    #[serde(default)]
+    head: Option<HeadDoc>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeadDoc {
+    task: String,
+    labels: Vec<String>,
+    #[serde(default)]
+    dense: Option<HeadDenseDoc>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeadDenseDoc {
+    activation: String,
+    absmax: f64,
+    s_d: f64,
+    node: NodeDoc,
 }
 
 #[derive(serde::Deserialize)]
@@ -603,6 +655,74 @@ pub fn load_files(dir: &Path) -> Result<Loaded> {
     }
 }
 
+/// The activation quantizer of `field`, checked against the activation bits.
+fn node_of(j: &JsonFile, field: &str, x: &NodeDoc, bits: BitsConfig) -> Result<QParams> {
+    let (amin, amax) = bits.act_range();
+    let q = QParams {
+        scale: j.f32_in(&format!("{field}.scale"), x.scale, bounds::ACT_SCALE)?,
+        zero_point: x.zero_point,
+        qmin: x.qmin,
+        qmax: x.qmax,
+    };
+    if !q.is_valid() || q.qmin != amin || q.qmax != amax {
+        return Err(j.err(
+            field,
+            format!(
+                "invalid quantizer {q:?} for {}-bit activations [{amin}, {amax}]",
+                bits.act_bits()
+            ),
+        ));
+    }
+    Ok(q)
+}
+
+fn load_head(
+    j: &JsonFile,
+    t: &TensorFile,
+    hd: &HeadDoc,
+    h: usize,
+    bits: BitsConfig,
+) -> Result<QHead> {
+    let task = Task::parse(&hd.task).ok_or_else(|| {
+        j.err(
+            "head.task",
+            format!(
+                "\"{}\" is not one of single_label_classification, multi_label_classification, regression, token_classification",
+                hd.task
+            ),
+        )
+    })?;
+    let n = hd.labels.len();
+    if n == 0 || (task == Task::Regression && n != 1) {
+        return Err(j.err("head.labels", format!("{n} labels for task {}", hd.task)));
+    }
+    let dense = match (&hd.dense, task.per_sequence()) {
+        (Some(d), true) => {
+            let act = Activation::parse(&d.activation).ok_or_else(|| {
+                j.err(
+                    "head.dense.activation",
+                    format!("\"{}\" is not one of tanh, gelu, relu", d.activation),
+                )
+            })?;
+            Some(QHeadDense {
+                lin: t.linear("head.dense", h, h, bits)?,
+                act,
+                s_d: j.fixed_scale("head.dense.absmax", d.absmax, "head.dense.s_d", d.s_d)?,
+                node: node_of(j, "head.dense.node", &d.node, bits)?,
+            })
+        }
+        (None, false) => None,
+        (Some(_), false) => return Err(j.err("head.dense", "a token head has no dense layer")),
+        (None, true) => return Err(j.err("head.dense", "missing (a sequence head needs it)")),
+    };
+    Ok(QHead {
+        task,
+        labels: hd.labels.clone(),
+        dense,
+        out: t.linear("head.out", n, h, bits)?,
+    })
+}
+
 fn load_once(dir: &Path) -> Result<Loaded> {
     let jpath = dir.join(JSON_FILE);
     let raw = std::fs::read(&jpath).map_err(|e| ModelError::io(&jpath, e))?;
@@ -711,7 +831,6 @@ fn load_once(dir: &Path) -> Result<Loaded> {
             ),
         ));
     }
-    let (amin, amax) = bits.act_range();
 
     let tensors = read_checked(dir, &j, &doc.files, TENSORS_FILE)?;
     let mut tokenizer_json = None;
@@ -754,22 +873,7 @@ fn load_once(dir: &Path) -> Result<Loaded> {
                 .nodes
                 .get(n.name())
                 .ok_or_else(|| j.err(&field, "missing (required)"))?;
-            let q = QParams {
-                scale: j.f32_in(&format!("{field}.scale"), x.scale, bounds::ACT_SCALE)?,
-                zero_point: x.zero_point,
-                qmin: x.qmin,
-                qmax: x.qmax,
-            };
-            if !q.is_valid() || q.qmin != amin || q.qmax != amax {
-                return Err(j.err(
-                    &field,
-                    format!(
-                        "invalid quantizer {q:?} for {}-bit activations [{amin}, {amax}]",
-                        bits.act_bits()
-                    ),
-                ));
-            }
-            nodes[n.index()] = Some(q);
+            nodes[n.index()] = Some(node_of(&j, &field, x, bits)?);
         }
         let pre = format!("layers.{l}");
         let lin = |name: &str, n: usize, k: usize| t.linear(&format!("{pre}.{name}"), n, k, bits);
@@ -829,7 +933,12 @@ fn load_once(dir: &Path) -> Result<Loaded> {
             normalize: sd.normalize,
         },
     };
+    let head = match &doc.head {
+        None => None,
+        Some(hd) => Some(load_head(&j, &t, hd, h, bits)?),
+    };
     let params = QuantParams {
+        head,
         relative_bias,
         sentence,
         word: t.table("embeddings.word", config.vocab_size, h, bits)?,

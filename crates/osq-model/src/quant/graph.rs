@@ -14,6 +14,7 @@ use crate::pooling::SentenceHead;
 use crate::relative::RelativeBiasTable;
 use crate::weights::{BertWeights, LayerNormW, Linear};
 
+use super::head::{HeadDerived, QHead};
 use super::minmax::ln_migrated;
 use super::nonlin::{FixedMul, GeluTable, LayerNormInt, SignedMul, SoftmaxInt};
 use super::qparams::{quantize_rows_symmetric, BitsConfig, QParams};
@@ -56,7 +57,7 @@ pub struct QLinear {
 
 impl QLinear {
     /// Quantizes `lin` after multiplying its input columns by `gamma` (γ migration).
-    fn new(lin: &Linear, gamma: Option<&[f32]>, bits: BitsConfig) -> QLinear {
+    pub(crate) fn new(lin: &Linear, gamma: Option<&[f32]>, bits: BitsConfig) -> QLinear {
         let (n, k) = (lin.out_features, lin.in_features);
         let w: Vec<f32> = match gamma {
             Some(g) => lin
@@ -154,9 +155,11 @@ pub struct QuantParams {
     pub relative_bias: Option<RelativeBiasTable>,
     /// How the final hidden states become a sentence embedding.
     pub sentence: SentenceHead,
+    /// The quantized task head, if the checkpoint has one.
+    pub head: Option<QHead>,
 }
 
-fn fixed_scale(absmax: f32, what: &str) -> Result<f64> {
+pub(crate) fn fixed_scale(absmax: f32, what: &str) -> Result<f64> {
     if !(absmax.is_finite() && absmax > 0.0) {
         return Err(ModelError::Input(format!(
             "calibration range of {what} is empty or not finite (absmax {absmax})"
@@ -290,6 +293,10 @@ impl QuantParams {
             layers,
             relative_bias: w.relative_attention_bias.clone(),
             sentence: w.sentence,
+            head: match &w.head {
+                Some(hd) => Some(QHead::build(hd, ranges.head.as_ref(), bits)?),
+                None => None,
+            },
         })
     }
 
@@ -487,9 +494,10 @@ pub struct QuantModel {
     pub params: QuantParams,
     pub emb: EmbDerived,
     pub layers: Vec<LayerDerived>,
+    pub head: Option<HeadDerived>,
 }
 
-fn derive_linear(
+pub(crate) fn derive_linear(
     lin: &QLinear,
     s_x: f32,
     out_scale: f64,
@@ -664,10 +672,15 @@ impl QuantModel {
                 rel_bias,
             });
         }
+        let head = match &params.head {
+            Some(hd) => Some(HeadDerived::new(hd, params.output_node())?),
+            None => None,
+        };
         Ok(QuantModel {
             params,
             emb,
             layers,
+            head,
         })
     }
 

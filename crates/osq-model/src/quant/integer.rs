@@ -76,6 +76,9 @@ pub struct IntOutput {
     pub traces: Option<Vec<Trace>>,
     /// Nanoseconds per [`STAGES`] entry (from [`IntegerModel::forward_timed`]).
     pub stage_ns: Option<Vec<u64>>,
+    /// The task head's output, when the model has one: logits `[sequences, labels]` (token
+    /// heads `[Σ lengths, labels]`, sequences concatenated).
+    pub head: Option<super::head::HeadOutput>,
 }
 
 impl IntOutput {
@@ -135,6 +138,8 @@ pub struct IntegerModel {
     scratch: Mutex<Vec<BlockScratch>>,
     /// The GELU codes buffer `[tokens, intermediate]` kept between calls, for the same reason.
     gelu_codes: Mutex<Vec<u8>>,
+    /// The task head's packed weights: (sequence heads' dense, output).
+    head: Option<(Option<PackedB>, PackedB)>,
 }
 
 fn pack(lin: &QLinear, four_bit: bool, what: &str) -> Result<PackedB> {
@@ -242,12 +247,23 @@ impl IntegerModel {
             })
             .collect::<Result<Vec<_>>>()?;
         let emb_ln = rows::layer_norm(&qm.emb.ln);
+        let head = match &qm.params.head {
+            Some(hd) => Some((
+                match &hd.dense {
+                    Some(d) => Some(pack(&d.lin, four, "head dense")?),
+                    None => None,
+                },
+                pack(&hd.out, four, "head output")?,
+            )),
+            None => None,
+        };
         Ok(IntegerModel {
             qm,
             layers,
             emb_ln,
             scratch: Mutex::new(Vec::new()),
             gelu_codes: Mutex::new(Vec::new()),
+            head,
         })
     }
 
@@ -373,6 +389,7 @@ impl IntegerModel {
                 lengths,
                 traces,
                 stage_ns: clock.finish(),
+                head: None,
             });
         }
         let gopt = GemmOptions {
@@ -678,13 +695,97 @@ impl IntegerModel {
         if let Ok(mut g) = self.gelu_codes.lock() {
             *g = x8;
         }
+        let head = self.run_head(&x, &offsets, &lengths, &gopt)?;
+        if let (Some(ts), Some(o)) = (traces.as_mut(), &head) {
+            let nl = self.qm.params.head.as_ref().map_or(0, |hd| hd.num_labels());
+            for (b, t) in ts.iter_mut().enumerate() {
+                match &self.qm.params.head {
+                    Some(hd) if hd.dense.is_some() => t.set_head(
+                        o.input_codes[b * h..(b + 1) * h].to_vec(),
+                        &o.logits[b * nl..(b + 1) * nl],
+                    ),
+                    _ => t.set_head(
+                        vec![],
+                        &o.logits[offsets[b] * nl..(offsets[b] + lengths[b]) * nl],
+                    ),
+                }
+            }
+        }
         Ok(IntOutput {
             hidden: x,
             offsets,
             lengths,
             traces,
             stage_ns: clock.finish(),
+            head,
         })
+    }
+
+    /// The task head on the final codes `x` `[tokens, hidden]` (see [`super::head`]): the
+    /// first token of each sequence through the dense GEMM, the activation table, and the
+    /// output GEMM's accumulators to float logits; token heads the output GEMM on every token.
+    fn run_head(
+        &self,
+        x: &[u8],
+        offsets: &[usize],
+        lengths: &[usize],
+        gopt: &GemmOptions,
+    ) -> Result<Option<super::head::HeadOutput>> {
+        let (Some(hp), Some(hd), Some((dense_b, out_b))) =
+            (&self.qm.params.head, &self.qm.head, &self.head)
+        else {
+            return Ok(None);
+        };
+        let h = self.qm.config().hidden_size;
+        let z_final = self.qm.params.output_node().zero_point as u8;
+        let mut out = super::head::HeadOutput::default();
+        let (input, rows): (&[u8], usize) = match (&hp.dense, dense_b) {
+            (Some(_), Some(db)) => {
+                let nb = offsets.len();
+                let mut cls = Vec::with_capacity(nb * h);
+                for &o in offsets {
+                    cls.extend_from_slice(&x[o * h..(o + 1) * h]);
+                }
+                let (ld, _) = hd.dense.as_ref().expect("derived with the head");
+                let mut y = vec![0i32; nb * h];
+                self.linear_fixed(
+                    &cls,
+                    nb,
+                    z_final,
+                    db,
+                    &ld.requant,
+                    &mut y,
+                    gopt,
+                    "head dense",
+                )?;
+                out.input_codes = y
+                    .chunks_exact(h)
+                    .flat_map(|r| r.iter().enumerate().map(|(j, &v)| hd.input_code(v, j)))
+                    .collect();
+                (&out.input_codes[..], nb)
+            }
+            _ => (x, lengths.iter().sum()),
+        };
+        let nl = out_b.n();
+        let mut acc = vec![0i32; rows * nl];
+        gemm(
+            MatRef::new(input, rows, h, h).map_err(kerr("head output"))?,
+            out_b,
+            &Epilogue {
+                a_zero: hd.out_zero as u8,
+                bias: None,
+            },
+            Output::Acc {
+                out: MatMut::new(&mut acc, rows, nl, nl).map_err(kerr("head output"))?,
+            },
+            gopt,
+        )
+        .map_err(kerr("head output GEMM"))?;
+        out.logits = acc
+            .chunks_exact(nl)
+            .flat_map(|r| r.iter().enumerate().map(|(n, &a)| hd.logit(a, n)))
+            .collect();
+        Ok(Some(out))
     }
 
     /// Sentence embeddings `[batch, hidden]` as the parameters' [`SentenceHead`] defines them

@@ -26,6 +26,8 @@ pub fn ln_migrated(
 pub struct MinMaxObserver {
     pub ranges: NodeRanges,
     migrate: bool,
+    /// First-token rows of the final hidden states (the sequence head's input).
+    pub cls: Vec<f32>,
 }
 
 impl MinMaxObserver {
@@ -33,6 +35,7 @@ impl MinMaxObserver {
         MinMaxObserver {
             ranges: NodeRanges::empty(num_layers),
             migrate,
+            cls: Vec::new(),
         }
     }
 
@@ -119,7 +122,15 @@ impl MinMaxObserver {
                 let e = &mut ranges.layers[l].ffn_residual_absmax;
                 *e = e.max(a);
             }
-            Site::FfnLn(l) => set(l, Node::FfnLn, range_of(h, g)),
+            Site::FfnLn(l) => {
+                set(l, Node::FfnLn, range_of(h, g));
+                if l + 1 == nl {
+                    for b in 0..batch.batch {
+                        let r = b * seq * h;
+                        self.cls.extend_from_slice(&x[r..r + h]);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -140,5 +151,12 @@ pub fn collect(
     for b in batches {
         forward_observed(w, b, exec, &mut |site, x| obs.observe(w, b, site, x))?;
     }
-    Ok(obs.finish())
+    let head = w
+        .head
+        .as_ref()
+        .and_then(|hd| super::head::observe_f32(hd, &obs.cls, exec))
+        .map(|(d, a)| super::head::minmax_ranges(&d, &a));
+    let mut r = obs.finish();
+    r.head = head;
+    Ok(r)
 }

@@ -16,6 +16,7 @@
 
 pub mod format;
 pub mod graph;
+pub mod head;
 pub mod integer;
 pub mod minmax;
 /// The integer nonlinearities' definitions (in osq-kernels, beside their fast forms).
@@ -165,12 +166,16 @@ impl LayerRanges {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeRanges {
     pub layers: Vec<LayerRanges>,
+    /// The sequence head's ranges (models with a `*ForSequenceClassification` head).
+    #[serde(default)]
+    pub head: Option<head::HeadRanges>,
 }
 
 impl NodeRanges {
     pub fn empty(num_layers: usize) -> Self {
         NodeRanges {
             layers: (0..num_layers).map(LayerRanges::empty).collect(),
+            head: None,
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct PaperModel<'a> {
     position: Vec<f32>,
     token_type: Vec<f32>,
     layers: Vec<PaperLayer>,
+    /// The task head's dequantized dense and output Linears.
+    head: Option<(Option<Linear>, Linear)>,
 }
 
 /// Fake-quantize a tensor in place, returning its codes. With `force`, the tensor then holds the
@@ -124,6 +126,12 @@ impl<'a> PaperModel<'a> {
                     ffn2: dequant_linear(&l.ffn2),
                 })
                 .collect(),
+            head: params.head.as_ref().map(|hd| {
+                (
+                    hd.dense.as_ref().map(|d| dequant_linear(&d.lin)),
+                    dequant_linear(&hd.out),
+                )
+            }),
         }
     }
 
@@ -270,9 +278,30 @@ impl<'a> PaperModel<'a> {
             layer_norm_rows(&r, &lp.ffn_ln, eps, h, &mut x);
             node(&mut trace, Node::FfnLn, &mut x);
         }
+        // The task head: f32 matmuls, the activation in f32, fake quant at its input node.
+        let mut logits = vec![];
+        if let (Some(hp), Some((dense, out))) = (&p.head, &self.head) {
+            let (mut xin, rows) = match (&hp.dense, dense) {
+                (Some(d), Some(dl)) => {
+                    let mut y = vec![0f32; h];
+                    linear(&exec, &x[..h], 1, dl, &mut y);
+                    y.iter_mut().for_each(|v| *v = d.act.apply_f32(*v));
+                    (y, 1)
+                }
+                _ => (x.clone(), n),
+            };
+            let codes = match &hp.dense {
+                Some(d) => fake_quant(&mut xin, &d.node, force.map(|f| &f.head[..])),
+                None => vec![],
+            };
+            logits = vec![0f32; rows * out.out_features];
+            linear(&exec, &xin, rows, out, &mut logits);
+            trace.set_head(codes, &logits);
+        }
         let last = p.layers.len() - 1;
         Ok(SeqOutput {
             hidden: trace.get(last, Node::FfnLn).to_vec(),
+            logits,
             trace,
         })
     }

@@ -15,17 +15,28 @@ pub struct LayerTrace {
     pub nodes: [Vec<u8>; 9],
 }
 
-/// Codes of every node of every layer for one sequence.
+/// Codes of every node of every layer for one sequence, and its task head's output.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trace {
     pub layers: Vec<LayerTrace>,
+    /// Sequence heads: the classifier-input codes `[hidden]`.
+    pub head: Vec<u8>,
+    /// The head's logits as f32 bit patterns (`[labels]`, token heads `[L, labels]`).
+    pub logit_bits: Vec<u32>,
 }
 
 impl Trace {
     pub fn new(num_layers: usize) -> Self {
         Trace {
             layers: vec![LayerTrace::default(); num_layers],
+            head: vec![],
+            logit_bits: vec![],
         }
+    }
+    /// Records the head's output.
+    pub fn set_head(&mut self, codes: Vec<u8>, logits: &[f32]) {
+        self.head = codes;
+        self.logit_bits = logits.iter().map(|v| v.to_bits()).collect();
     }
     pub fn get(&self, layer: usize, node: Node) -> &[u8] {
         &self.layers[layer].nodes[node.index()]
@@ -69,6 +80,28 @@ impl NodeStats {
             self.dot / (self.na.sqrt() * self.nb.sqrt()).max(f64::MIN_POSITIVE)
         }
     }
+    /// Adds the comparison of codes `x` against `y` of a node quantized by `q`.
+    pub fn add(&mut self, x: &[u8], y: &[u8], q: &super::QParams) {
+        if x.len() != y.len() {
+            self.shape_mismatch += 1;
+        }
+        for (&u, &v) in x.iter().zip(y) {
+            self.total += 1;
+            let d = (u as i32 - v as i32).unsigned_abs();
+            if d == 0 {
+                self.equal += 1;
+            } else if d > 1 {
+                self.beyond_one += 1;
+            }
+            self.max_abs_diff = self.max_abs_diff.max(d);
+            let fu = q.dequantize(u as i32) as f64;
+            let fv = q.dequantize(v as i32) as f64;
+            self.dot += fu * fv;
+            self.na += fu * fu;
+            self.nb += fv * fv;
+        }
+    }
+
     pub fn merge(&mut self, o: &NodeStats) {
         self.total += o.total;
         self.equal += o.equal;
@@ -88,12 +121,17 @@ impl NodeStats {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TraceStats {
     pub layers: Vec<[NodeStats; 9]>,
+    /// The sequence head's classifier-input node.
+    pub head: NodeStats,
+    pub logits: LogitStats,
 }
 
 impl TraceStats {
     pub fn new(num_layers: usize) -> Self {
         TraceStats {
             layers: vec![[NodeStats::default(); 9]; num_layers],
+            head: NodeStats::default(),
+            logits: LogitStats::default(),
         }
     }
 
@@ -105,28 +143,13 @@ impl TraceStats {
                     continue;
                 }
                 let q = p.layers[l].node(n);
-                let (x, y) = (a.get(l, n), b.get(l, n));
-                let s = &mut st[n.index()];
-                if x.len() != y.len() {
-                    s.shape_mismatch += 1;
-                }
-                for (&u, &v) in x.iter().zip(y) {
-                    s.total += 1;
-                    let d = (u as i32 - v as i32).unsigned_abs();
-                    if d == 0 {
-                        s.equal += 1;
-                    } else if d > 1 {
-                        s.beyond_one += 1;
-                    }
-                    s.max_abs_diff = s.max_abs_diff.max(d);
-                    let fu = q.dequantize(u as i32) as f64;
-                    let fv = q.dequantize(v as i32) as f64;
-                    s.dot += fu * fv;
-                    s.na += fu * fu;
-                    s.nb += fv * fv;
-                }
+                st[n.index()].add(a.get(l, n), b.get(l, n), q);
             }
         }
+        if let Some(d) = p.head.as_ref().and_then(|h| h.dense.as_ref()) {
+            self.head.add(&a.head, &b.head, &d.node);
+        }
+        self.logits.add(&a.logit_bits, &b.logit_bits);
     }
 
     pub fn merge(&mut self, o: &TraceStats) {
@@ -135,12 +158,15 @@ impl TraceStats {
                 x.merge(y);
             }
         }
+        self.head.merge(&o.head);
+        self.logits.merge(&o.logits);
     }
 
-    /// Totals over all layers and nodes.
+    /// Totals over all layers and nodes (the head's node included).
     pub fn total(&self) -> NodeStats {
         let mut t = NodeStats::default();
         self.layers.iter().flatten().for_each(|s| t.merge(s));
+        t.merge(&self.head);
         t
     }
 
@@ -151,7 +177,45 @@ impl TraceStats {
         t
     }
 
+    /// Every code and every logit equal.
     pub fn exact(&self) -> bool {
         self.layers.iter().flatten().all(|s| s.exact())
+            && self.head.exact()
+            && self.logits.equal == self.logits.total
+            && self.logits.shape_mismatch == 0
+    }
+}
+
+/// Agreement of two executors' logits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LogitStats {
+    pub total: u64,
+    /// Bit-identical logits.
+    pub equal: u64,
+    pub max_abs_diff: f64,
+    pub shape_mismatch: u64,
+}
+
+impl LogitStats {
+    fn add(&mut self, a: &[u32], b: &[u32]) {
+        if a.len() != b.len() {
+            self.shape_mismatch += 1;
+        }
+        for (&x, &y) in a.iter().zip(b) {
+            self.total += 1;
+            if x == y {
+                self.equal += 1;
+            }
+            let d = (f32::from_bits(x) as f64 - f32::from_bits(y) as f64).abs();
+            if d.is_nan() || d > self.max_abs_diff {
+                self.max_abs_diff = if d.is_nan() { f64::INFINITY } else { d };
+            }
+        }
+    }
+    fn merge(&mut self, o: &LogitStats) {
+        self.total += o.total;
+        self.equal += o.equal;
+        self.max_abs_diff = self.max_abs_diff.max(o.max_abs_diff);
+        self.shape_mismatch += o.shape_mismatch;
     }
 }
