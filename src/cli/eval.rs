@@ -78,10 +78,12 @@ pub struct EvalArgs {
     /// repeated. None: FP32 only.
     #[arg(long, value_delimiter = ',')]
     pub params: Vec<PathBuf>,
-    /// Probe file written by `osq train-probe`.
+    /// Probe file written by `osq train-probe`. Without it, a model with a task head is scored
+    /// through its own head (accuracy / macro-F1, or Pearson for regression).
     #[arg(long)]
-    pub probe: PathBuf,
-    /// Test data: `label<TAB>text` per line, label 0 or 1.
+    pub probe: Option<PathBuf>,
+    /// Test data: `label<TAB>text` per line (probe: 0 or 1; head: the class index, or the
+    /// value for regression).
     #[arg(long)]
     pub test: PathBuf,
     /// Evaluate only the first N examples.
@@ -111,11 +113,11 @@ pub struct EvalArgs {
 }
 
 /// Progress bars on stderr when it is a terminal and not `quiet`.
-fn progress(quiet: bool) -> Progress {
+pub(super) fn progress(quiet: bool) -> Progress {
     Progress::new(!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
 }
 
-fn load_model(dir: &Path) -> Result<BertModel> {
+pub(super) fn load_model(dir: &Path) -> Result<BertModel> {
     BertModel::load(dir).with_context(|| format!("loading the model {}", dir.display()))
 }
 
@@ -214,14 +216,17 @@ pub fn train_probe(a: &TrainProbeArgs) -> Result<()> {
 
 /// `osq eval`.
 pub fn eval(a: &EvalArgs) -> Result<()> {
+    let Some(probe_path) = &a.probe else {
+        return super::eval_head::eval_head(a);
+    };
     let t0 = Instant::now();
     let model = load_model(&a.model)?;
     let h = model.config().hidden_size;
-    let probe = Probe::load(&a.probe)?;
+    let probe = Probe::load(probe_path)?;
     if probe.dim() != h {
         bail!(
             "{}: the probe has dimension {} but the model's embeddings have {h}",
-            a.probe.display(),
+            probe_path.display(),
             probe.dim()
         );
     }
@@ -231,7 +236,7 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
             bail!(
                 "{}: the probe was trained on another model (fingerprint {f}, {} has {mine}); \
                  re-run osq train-probe",
-                a.probe.display(),
+                probe_path.display(),
                 a.model.display()
             );
         }
@@ -322,7 +327,7 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
             "n": n,
             "positives": y.iter().filter(|&&l| l == 1).count(),
             "model": a.model.display().to_string(),
-            "probe": a.probe.display().to_string(),
+            "probe": probe_path.display().to_string(),
             "max_len": a.max_len,
             "executor": "integer",
             "fp32": row_json(&rows[0], acc32),
@@ -343,7 +348,7 @@ pub fn eval(a: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_file(path: &Path, text: &str) -> Result<()> {
+pub(super) fn write_file(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

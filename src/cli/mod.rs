@@ -3,6 +3,7 @@
 
 pub mod calibrate;
 pub mod eval;
+pub mod eval_head;
 pub mod run;
 pub mod serve;
 pub mod values;

@@ -1,4 +1,5 @@
-//! `osq run`: sentence embeddings (or probe classes) of texts on the integer engine.
+//! `osq run`: the task head's labels and scores (models with a head), sentence embeddings, or
+//! probe classes of texts on the integer engine.
 
 use std::path::PathBuf;
 
@@ -42,6 +43,9 @@ pub struct RunArgs {
     /// Classify with this probe (`osq train-probe`) instead of printing embeddings.
     #[arg(long)]
     pub probe: Option<PathBuf>,
+    /// Print sentence embeddings even when the model has a task head.
+    #[arg(long)]
+    pub embeddings: bool,
 }
 
 pub fn run(a: &RunArgs) -> Result<()> {
@@ -71,6 +75,9 @@ pub fn run(a: &RunArgs) -> Result<()> {
         },
     )
     .with_context(|| format!("loading parameters {}", a.params.display()))?;
+    if model.head().is_some() && a.probe.is_none() && !a.embeddings {
+        return print_predictions(&model, &texts, a.json);
+    }
     let e = embed_with_progress(&model, &texts, a.batch_size)?;
     let h = e.dim();
     if let Some(p) = &a.probe {
@@ -99,6 +106,66 @@ pub fn run(a: &RunArgs) -> Result<()> {
             shown.join(", "),
             if h > a.dims { ", …" } else { "" }
         );
+    }
+    Ok(())
+}
+
+/// The task head's answers: label and score per text (token heads: per token).
+fn print_predictions(model: &osq::Model, texts: &[String], as_json: bool) -> Result<()> {
+    let (task, labels) = model.head().context("the model has no task head")?;
+    let preds = model.classify(texts)?;
+    if as_json {
+        let v: Vec<_> = texts
+            .iter()
+            .zip(&preds)
+            .map(|(t, p)| {
+                let mut o = json!({"text": t, "task": task, "logits": p.logits});
+                if task == "regression" {
+                    o["value"] = json!(p.score);
+                } else {
+                    o["label"] = json!(p.label);
+                    o["score"] = json!(p.score);
+                    o["scores"] = labels
+                        .iter()
+                        .cloned()
+                        .zip(p.scores.iter().copied())
+                        .collect();
+                }
+                if task == "multi_label_classification" {
+                    o["labels"] = json!(p.labels);
+                }
+                if task == "token_classification" {
+                    o["tokens"] = p
+                        .tokens
+                        .iter()
+                        .map(|x| json!({"label": x.label, "score": x.score}))
+                        .collect();
+                }
+                o
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for (i, (t, p)) in texts.iter().zip(&preds).enumerate() {
+        match task {
+            "regression" => println!("[{i}] {:+.4}  {t:?}", p.score),
+            "multi_label_classification" => println!(
+                "[{i}] {} (top {} {:.4})  {t:?}",
+                if p.labels.is_empty() {
+                    "-".to_string()
+                } else {
+                    p.labels.join(",")
+                },
+                p.label,
+                p.score
+            ),
+            "token_classification" => {
+                let tags: Vec<&str> = p.tokens.iter().map(|x| x.label.as_str()).collect();
+                println!("[{i}] {}  {t:?}", tags.join(" "));
+            }
+            _ => println!("[{i}] {} {:.4}  {t:?}", p.label, p.score),
+        }
     }
     Ok(())
 }

@@ -4,5 +4,6 @@
 //! OS paper's Table 4 ([`table`]). docs/eval.md has the method and the measured tables.
 
 pub mod embed;
+pub mod head;
 pub mod probe;
 pub mod table;
