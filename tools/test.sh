@@ -20,6 +20,9 @@ python3 tools/fetch_data.py
 python3 tools/ref_fp32.py
 MPNET=1
 tools/fetch_mpnet.sh || { MPNET=0; echo "SKIP: all-mpnet-base-v2 could not be fetched: its tests skip"; }
+SRE=1
+tools/fetch_model.sh models/sre-embedding-model sre-embedding-model==1.0.0 sre_embedding_model/model_weights \
+  || { SRE=0; echo "SKIP: sre-embedding-model could not be fetched: its tests skip"; }
 
 step "tests (x86-64; ISAs here: $(grep -o -w -E 'avx2|avx512_vnni' /proc/cpuinfo | sort -u | tr '\n' ' '))"
 cargo test --workspace --release
@@ -38,6 +41,14 @@ if [ "$MPNET" = 1 ]; then
     -o out/ci/mpnet-minmax-w8a8 --quiet
   "$OSQ" verify --params out/ci/mpnet-minmax-w8a8 --model models/all-mpnet-base-v2 --data data/movie/eval.txt \
     --limit 8 --isa all --report out/ci/verify-mpnet-w8a8.json
+fi
+
+if [ "$SRE" = 1 ]; then
+  step "sre-embedding-model (the second real BERT): integer executor bit-exact (w6a6 MinMax, every ISA here)"
+  "$OSQ" calibrate --model models/sre-embedding-model --data data/movie/calib.txt --bits w6a6 \
+    -o out/ci/sre-minmax-w6a6 --quiet
+  "$OSQ" verify --params out/ci/sre-minmax-w6a6 --model models/sre-embedding-model --data data/movie/eval.txt \
+    --limit 16 --isa all --report out/ci/verify-sre-w6a6.json
 fi
 
 step "the library example on the real model (examples/embed.rs)"

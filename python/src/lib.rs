@@ -133,6 +133,41 @@ impl Model {
         json_to_py(py, &r.to_json())
     }
 
+    /// The task head's predictions, one dict per text: `label`, `score`, `scores` (label →
+    /// score), `logits`; multi-label heads add `labels`, token heads `tokens`. Raises
+    /// ValueError for an embedding model (no head).
+    fn classify(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Py<PyAny>> {
+        let preds = py
+            .detach(|| self.inner.classify(&texts))
+            .map_err(to_py)?;
+        let labels: Vec<String> = self
+            .inner
+            .head()
+            .map(|(_, l)| l.to_vec())
+            .unwrap_or_default();
+        let row = |p: &osq::Prediction| {
+            let scores: serde_json::Map<String, serde_json::Value> = labels
+                .iter()
+                .cloned()
+                .zip(p.scores.iter().map(|&s| serde_json::json!(s)))
+                .collect();
+            serde_json::json!({
+                "label": p.label, "score": p.score, "scores": scores, "logits": p.logits,
+                "labels": p.labels,
+                "tokens": p.tokens.iter().map(|t| serde_json::json!({"label": t.label, "score": t.score})).collect::<Vec<_>>(),
+            })
+        };
+        let v: Vec<serde_json::Value> = preds.iter().map(row).collect();
+        json_to_py(py, &serde_json::Value::Array(v))
+    }
+
+    /// The task head, `(task, labels)`, or None for an embedding model.
+    fn head(&self) -> Option<(String, Vec<String>)> {
+        self.inner
+            .head()
+            .map(|(t, l)| (t.to_string(), l.to_vec()))
+    }
+
     /// What the model is and how it runs.
     fn info(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let v = serde_json::to_value(self.inner.info())

