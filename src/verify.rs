@@ -316,15 +316,21 @@ impl VerifyReport {
                 &self.paper_per_step.head,
                 &self.deploy.logits,
             );
+            let input = if d.total > 0 {
+                format!(
+                    "classifier input {}/{} codes equal to the reference, per step vs paper {:.4} % (>1: {}); ",
+                    d.equal,
+                    d.total,
+                    st.percent_equal(),
+                    st.beyond_one
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 o,
-                "task head: classifier input {}/{} codes equal to the reference, per step vs paper {:.4} % (>1: {}); logits {}/{} bit-identical",
-                d.equal,
-                d.total,
-                st.percent_equal(),
-                st.beyond_one,
-                l.equal,
-                l.total
+                "task head: {input}logits {}/{} bit-identical to the reference",
+                l.equal, l.total
             );
             if let Some(f) = &self.head_vs_fp32 {
                 let _ = writeln!(

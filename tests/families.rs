@@ -4,6 +4,8 @@
 //! has, the paper-mode per-step agreement is ≥ 99.99 % with every difference ±1, and the
 //! embeddings stay close to FP32.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use osq::{Bits, CalibOptions, Method, VerifyOptions};
@@ -16,17 +18,10 @@ fn fixture(f: Family) -> PathBuf {
         .join(f.model_type())
 }
 
-/// 160 sentences over the fixtures' vocabulary, some with unknown words.
-fn sentences() -> Vec<String> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families/sentences.txt");
-    let t = std::fs::read_to_string(p).unwrap();
-    t.lines().map(str::to_owned).collect()
-}
-
 #[test]
 fn every_family_calibrates_and_verifies_bit_exact() {
     let dir = temp_dir("families").unwrap();
-    let texts = sentences();
+    let texts = common::family_sentences();
     let data = dir.join("data.txt");
     std::fs::write(&data, texts.join("\n")).unwrap();
     let mut rows = Vec::new();

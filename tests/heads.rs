@@ -5,6 +5,8 @@
 //! agreement stays ≥ 99.99 % with every difference ±1 — and `Model::classify` answers with the
 //! checkpoint's labels, mostly FP32's top label.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use osq::{Bits, CalibOptions, Method, VerifyOptions};
@@ -17,16 +19,10 @@ fn fixture(f: Family, task: &str) -> PathBuf {
         .join(format!("{}-{task}", f.model_type()))
 }
 
-fn sentences() -> Vec<String> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families/sentences.txt");
-    let t = std::fs::read_to_string(p).unwrap();
-    t.lines().map(str::to_owned).collect()
-}
-
 #[test]
 fn every_family_and_head_verifies_bit_exact_up_to_the_logits() {
     let dir = temp_dir("heads").unwrap();
-    let texts = sentences();
+    let texts = common::family_sentences();
     let data = dir.join("data.txt");
     std::fs::write(&data, texts.join("\n")).unwrap();
     let mut rows = Vec::new();
@@ -123,7 +119,7 @@ fn an_embedding_model_has_no_head_to_classify_with() {
     assert!(model.head().is_some(), "the doc model is a classifier");
     let dir = temp_dir("nohead").unwrap();
     let data = dir.join("d.txt");
-    std::fs::write(&data, sentences().join("\n")).unwrap();
+    std::fs::write(&data, common::family_sentences().join("\n")).unwrap();
     let fam = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families/bert");
     let out = dir.join("p");
     osq::calibrate(&fam, &data, &CalibOptions::default())

@@ -88,3 +88,18 @@ for fam in tests/fixtures/families/*/; do
   done
   echo "$name: NEON (dotprod and not) bit-exact at w8a8 and w6a6"
 done
+
+step "every family x task head on aarch64 under qemu: head codes and logits bit-exact (w8a8, w6a6)"
+i=0
+for hd in tests/fixtures/heads/*/; do
+  name="$(basename "$hd")"
+  bits=$([ $((i % 2)) = 0 ] && echo w8a8 || echo w6a6)
+  i=$((i + 1))
+  "$OSQ" calibrate --model "$hd" --data tests/fixtures/families/sentences.txt --bits "$bits" --samples 64 \
+    -o "out/ci/head-$name-$bits" --quiet
+  for cpu in max cortex-a72; do
+    QEMU_CPU=$cpu qemu-aarch64 -L /usr/aarch64-linux-gnu "$OSQ_ARM" verify --params "out/ci/head-$name-$bits" \
+      --data tests/fixtures/families/sentences.txt --limit 4 --isa all >/dev/null
+  done
+  echo "$name: NEON (dotprod and not) bit-exact at $bits, head codes and logits included"
+done

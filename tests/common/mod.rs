@@ -69,3 +69,10 @@ pub fn model_data_out<'a>(
         s(out),
     ]
 }
+
+/// The 160 sentences over the family fixtures' vocabulary (`tests/fixtures/families/`).
+pub fn family_sentences() -> Vec<String> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families/sentences.txt");
+    let t = std::fs::read_to_string(p).expect("tests/fixtures/families/sentences.txt");
+    t.lines().map(str::to_owned).collect()
+}

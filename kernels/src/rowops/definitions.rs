@@ -438,6 +438,31 @@ impl LayerNormInt {
 // ---------------------------------------------------------------------------------------------
 // GELU by thresholds.
 
+/// Both scales of a threshold table must be positive and finite.
+fn check_scales(what: &str, s_h: f64, s_out: f64) -> Result<(), String> {
+    if s_h > 0.0 && s_h.is_finite() && s_out > 0.0 && s_out.is_finite() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} scales s_h = {s_h}, s_out = {s_out} are unusable"
+        ))
+    }
+}
+
+/// Integer bisection: the smallest `h` in `(lo, hi]` with `f(h) ≥ c`, given `f(lo) < c ≤ f(hi)`
+/// and `f` non-decreasing there.
+fn smallest_at_least(mut lo: i64, mut hi: i64, c: i32, f: impl Fn(i64) -> i32) -> i64 {
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if f(mid) >= c {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
+}
+
 /// The GELU node of one layer as two sorted threshold tables over the fixed-point input `h`
 /// (scale `s_h`). Built by integer bisection on [`GeluTable::direct`]; the tables define the code.
 #[derive(Clone, Debug, PartialEq)]
@@ -459,11 +484,7 @@ pub struct GeluTable {
 
 impl GeluTable {
     pub fn new(s_h: f64, s_out: f64, z_out: i32, qmax: i32) -> Result<Self, String> {
-        if !(s_h > 0.0 && s_h.is_finite() && s_out > 0.0 && s_out.is_finite()) {
-            return Err(format!(
-                "GELU scales s_h = {s_h}, s_out = {s_out} are unusable"
-            ));
-        }
+        check_scales("GELU", s_h, s_out)?;
         let mut t = GeluTable {
             s_h,
             s_out,
@@ -483,17 +504,7 @@ impl GeluTable {
             let v = if top < c {
                 imax + 1
             } else {
-                // f(lo) < c ≤ f(hi)
-                let (mut lo, mut hi) = (t.h_star, imax);
-                while hi - lo > 1 {
-                    let mid = lo + (hi - lo) / 2;
-                    if t.direct(mid) >= c {
-                        hi = mid;
-                    } else {
-                        lo = mid;
-                    }
-                }
-                hi
+                smallest_at_least(t.h_star, imax, c, |h| t.direct(h))
             };
             let v = v.max(t.rise.last().copied().unwrap_or(i64::MIN));
             t.rise.push(v);
@@ -604,11 +615,7 @@ impl MonotoneTable {
         z_out: i32,
         qmax: i32,
     ) -> Result<Self, String> {
-        if !(s_h > 0.0 && s_h.is_finite() && s_out > 0.0 && s_out.is_finite()) {
-            return Err(format!(
-                "{act:?} scales s_h = {s_h}, s_out = {s_out} are unusable"
-            ));
-        }
+        check_scales(&format!("{act:?}"), s_h, s_out)?;
         let mut t = MonotoneTable {
             act,
             s_h,
@@ -622,17 +629,8 @@ impl MonotoneTable {
         t.base = t.direct(imin);
         let top = t.direct(imax);
         for c in t.base + 1..=top {
-            // f(lo) < c ≤ f(hi)
-            let (mut lo, mut hi) = (imin, imax);
-            while hi - lo > 1 {
-                let mid = lo + (hi - lo) / 2;
-                if t.direct(mid) >= c {
-                    hi = mid;
-                } else {
-                    lo = mid;
-                }
-            }
-            t.thresholds.push(hi);
+            let h = smallest_at_least(imin, imax, c, |h| t.direct(h));
+            t.thresholds.push(h);
         }
         Ok(t)
     }
