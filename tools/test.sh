@@ -75,16 +75,21 @@ for cpu in max cortex-a72; do
     --model models/all-MiniLM-L6-v2 --data data/movie/eval.txt --limit 2 --isa all
 done
 
+# calibrate fixture $1 at bits $2 into out/ci/$3, then verify it under qemu with and without dotprod
+qemu_fixture() {
+  "$OSQ" calibrate --model "$1" --data tests/fixtures/families/sentences.txt --bits "$2" --samples 64 \
+    -o "out/ci/$3" --quiet
+  for cpu in max cortex-a72; do
+    QEMU_CPU=$cpu qemu-aarch64 -L /usr/aarch64-linux-gnu "$OSQ_ARM" verify --params "out/ci/$3" \
+      --data tests/fixtures/families/sentences.txt --limit 4 --isa all >/dev/null
+  done
+}
+
 step "every model family on aarch64 under qemu: the tiny transformers fixtures bit-exact (w8a8 and w6a6)"
 for fam in tests/fixtures/families/*/; do
   name="$(basename "$fam")"
   for bits in w8a8 w6a6; do
-    "$OSQ" calibrate --model "$fam" --data tests/fixtures/families/sentences.txt --bits "$bits" --samples 64 \
-      -o "out/ci/family-$name-$bits" --quiet
-    for cpu in max cortex-a72; do
-      QEMU_CPU=$cpu qemu-aarch64 -L /usr/aarch64-linux-gnu "$OSQ_ARM" verify --params "out/ci/family-$name-$bits" \
-        --data tests/fixtures/families/sentences.txt --limit 4 --isa all >/dev/null
-    done
+    qemu_fixture "$fam" "$bits" "family-$name-$bits"
   done
   echo "$name: NEON (dotprod and not) bit-exact at w8a8 and w6a6"
 done
@@ -95,11 +100,6 @@ for hd in tests/fixtures/heads/*/; do
   name="$(basename "$hd")"
   bits=$([ $((i % 2)) = 0 ] && echo w8a8 || echo w6a6)
   i=$((i + 1))
-  "$OSQ" calibrate --model "$hd" --data tests/fixtures/families/sentences.txt --bits "$bits" --samples 64 \
-    -o "out/ci/head-$name-$bits" --quiet
-  for cpu in max cortex-a72; do
-    QEMU_CPU=$cpu qemu-aarch64 -L /usr/aarch64-linux-gnu "$OSQ_ARM" verify --params "out/ci/head-$name-$bits" \
-      --data tests/fixtures/families/sentences.txt --limit 4 --isa all >/dev/null
-  done
+  qemu_fixture "$hd" "$bits" "head-$name-$bits"
   echo "$name: NEON (dotprod and not) bit-exact at $bits, head codes and logits included"
 done

@@ -7,27 +7,16 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use osq_eval::embed::{check_params_match, tokenize};
+use osq_eval::embed::{check_params_match, embed_all, tokenize};
 use osq_eval::head::{read_scored, score, HeadScore, Metric};
 use osq_model::fp32;
 use osq_model::head::{argmax, Task};
 use osq_model::quant::format;
 use osq_model::quant::integer::{IntOptions, IntegerModel};
 use osq_model::quant::QuantModel;
-use osq_model::{Batch, ThreadPool};
+use osq_model::ThreadPool;
 
 use super::eval::{load_model, progress, write_file, EvalArgs};
-
-/// Runs `f` on every batch of `tok` and scatters the `[batch, labels]` logits to input order.
-fn logits_all(
-    tok: &osq_eval::embed::Tokenized,
-    nl: usize,
-    what: &str,
-    quiet: bool,
-    mut f: impl FnMut(&Batch) -> Result<Vec<f32>>,
-) -> Result<Vec<f32>> {
-    osq_eval::embed::embed_all(tok, nl, &progress(quiet), what, |b| f(b))
-}
 
 fn fmt(m: &Metric) -> String {
     format!("{:.2} ± {:.2}", m.value, m.std_err)
@@ -70,7 +59,8 @@ pub fn eval_head(a: &EvalArgs) -> Result<()> {
     }
     let exec = ThreadPool::new(a.threads)?;
     let tok = tokenize(&model, &texts, a.max_len, a.batch_size)?;
-    let l32 = logits_all(&tok, nl, "fp32", a.quiet, |b| {
+    // embed_all scatters any [batch, width] rows back to input order: here the logits
+    let l32 = embed_all(&tok, nl, &progress(a.quiet), "fp32", |b| {
         Ok(fp32::classify(w, b, &exec)?)
     })?;
     let s32 = score(head.task, &l32, nl, &y);
@@ -84,10 +74,16 @@ pub fn eval_head(a: &EvalArgs) -> Result<()> {
         )?;
         let t = Instant::now();
         let opts = IntOptions::default();
-        let lq = logits_all(&tok, nl, &format!("{method} {bits}"), a.quiet, |b| {
-            let out = exec.run(|| im.forward(b, &opts))?;
-            Ok(out.head.context("internal: no head output")?.logits)
-        })?;
+        let lq = embed_all(
+            &tok,
+            nl,
+            &progress(a.quiet),
+            &format!("{method} {bits}"),
+            |b| {
+                let out = exec.run(|| im.forward(b, &opts))?;
+                Ok(out.head.context("internal: no head output")?.logits)
+            },
+        )?;
         let agree = (head.task != Task::Regression).then(|| {
             let same = lq
                 .chunks_exact(nl)

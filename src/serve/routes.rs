@@ -150,12 +150,8 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     })
 }
 
-/// Validates, tokenizes, queues and awaits one request's texts.
-async fn run_texts(
-    st: &AppState,
-    texts: Vec<String>,
-    opts: EmbedOptions,
-) -> Result<Embeddings, ApiError> {
+/// A request holds at least one text and at most `--max-client-batch`.
+fn check_inputs(st: &AppState, texts: &[String]) -> Result<(), ApiError> {
     if texts.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -174,6 +170,16 @@ async fn run_texts(
             ),
         ));
     }
+    Ok(())
+}
+
+/// Validates, tokenizes, queues and awaits one request's texts.
+async fn run_texts(
+    st: &AppState,
+    texts: Vec<String>,
+    opts: EmbedOptions,
+) -> Result<Embeddings, ApiError> {
+    check_inputs(st, &texts)?;
     let truncate = opts.truncate.unwrap_or(st.opts.truncate);
     let model = st.model.clone();
     let (texts, tokens) = tokio::task::spawn_blocking(move || {
@@ -352,16 +358,7 @@ async fn predict(State(st): State<AppState>, body: Bytes) -> Response {
         let labels = labels.to_vec();
         let one = matches!(req.inputs, Inputs::One(_));
         let texts = req.inputs.into_vec();
-        if texts.is_empty() {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "Validation", "`inputs` cannot be empty"));
-        }
-        if texts.len() > st.opts.max_client_batch {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Validation",
-                format!("{} inputs, more than the {} a request may hold", texts.len(), st.opts.max_client_batch),
-            ));
-        }
+        check_inputs(&st, &texts)?;
         let model = st.model.clone();
         let preds = tokio::task::spawn_blocking(move || model.classify(&texts))
             .await

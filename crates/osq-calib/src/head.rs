@@ -13,9 +13,10 @@
 
 use osq_model::fp32::ThreadPool;
 use osq_model::head::TaskHead;
+use osq_model::quant::graph::QLinear;
 use osq_model::quant::head::{minmax_ranges, observe_f32, HeadRanges};
 use osq_model::quant::{BitsConfig, MinMax, Node, NodeRanges, QParams};
-use osq_model::{Batch, BertWeights, Linear};
+use osq_model::{Batch, BertWeights};
 
 use crate::error::Result;
 use crate::Method;
@@ -46,22 +47,6 @@ fn quantile(v: &[f32], q: f64) -> f32 {
     s.sort_by(|a, b| a.total_cmp(b));
     let i = ((s.len() - 1) as f64 * q).round() as usize;
     s[i.min(s.len() - 1)]
-}
-
-/// The output Linear with its weights quantized as the deployed head's.
-fn quantized_out(out: &Linear, bits: BitsConfig) -> Linear {
-    let (n, k) = (out.out_features, out.in_features);
-    let t = osq_model::quant::graph::QTable::quantize(&out.weight, n, k, bits);
-    let mut weight = vec![0f32; n * k];
-    for r in 0..n {
-        for (o, &c) in weight[r * k..(r + 1) * k].iter_mut().zip(t.row(r)) {
-            *o = c as f32 * t.scales[r];
-        }
-    }
-    Linear {
-        weight,
-        ..out.clone()
-    }
 }
 
 /// The head's ranges for `method`, or `None` when the model has no sequence head.
@@ -105,7 +90,8 @@ pub fn ranges(
         }),
         Method::Os | Method::OsPlus => {
             let target = fp32_logits(head, &cls, exec);
-            let out = quantized_out(&head.out, bits);
+            // the output Linear with its weights quantized as the deployed head's
+            let out = QLinear::new(&head.out, None, bits).dequantize();
             let mut cands = scaled(r.input);
             cands.extend(token_wise(&act, h));
             best(&cands, |mm| {

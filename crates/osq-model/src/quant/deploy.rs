@@ -56,7 +56,7 @@ pub(crate) fn check_ids(c: &crate::config::BertConfig, ids: &[u32], types: &[u32
 }
 
 /// `Σ_k (x[k] − z)·w[k]` exactly, then the scalar i32 the kernels would see.
-fn dot_acc(x: &[u8], z: i32, w: &[i8]) -> i32 {
+pub(crate) fn dot_acc(x: &[u8], z: i32, w: &[i8]) -> i32 {
     let mut acc = 0i64;
     for (&a, &b) in x.iter().zip(w) {
         acc += (a as i64 - z as i64) * b as i64;

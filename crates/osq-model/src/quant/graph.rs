@@ -57,7 +57,7 @@ pub struct QLinear {
 
 impl QLinear {
     /// Quantizes `lin` after multiplying its input columns by `gamma` (γ migration).
-    pub(crate) fn new(lin: &Linear, gamma: Option<&[f32]>, bits: BitsConfig) -> QLinear {
+    pub fn new(lin: &Linear, gamma: Option<&[f32]>, bits: BitsConfig) -> QLinear {
         let (n, k) = (lin.out_features, lin.in_features);
         let w: Vec<f32> = match gamma {
             Some(g) => lin
@@ -70,6 +70,23 @@ impl QLinear {
         QLinear {
             w: QTable::quantize(&w, n, k, bits),
             bias: lin.bias.clone(),
+        }
+    }
+    /// The f32 Linear of the dequantized weights `codes·s` and the float bias (paper mode).
+    pub fn dequantize(&self) -> Linear {
+        let (n, k) = (self.n(), self.k());
+        let mut weight = vec![0f32; n * k];
+        for r in 0..n {
+            let s = self.w.scales[r];
+            for (o, &c) in weight[r * k..(r + 1) * k].iter_mut().zip(self.w.row(r)) {
+                *o = c as f32 * s;
+            }
+        }
+        Linear {
+            weight,
+            bias: self.bias.clone(),
+            out_features: n,
+            in_features: k,
         }
     }
     pub fn n(&self) -> usize {

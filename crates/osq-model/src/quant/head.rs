@@ -12,10 +12,11 @@
 use crate::error::{ModelError, Result};
 use crate::head::{Activation, Task, TaskHead};
 
+use super::deploy::dot_acc;
 use super::graph::{derive_linear, LinDerived, QLinear};
 use super::nonlin::{sat_i32, GeluTable, MonotoneFn, MonotoneTable};
 use super::qparams::{BitsConfig, QParams};
-use super::{MinMax, FIXED_FRAC_BITS};
+use super::MinMax;
 
 /// Calibrated ranges of a sequence head.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -112,13 +113,6 @@ impl QHead {
 
     pub fn num_labels(&self) -> usize {
         self.out.n()
-    }
-
-    /// `dense_absmax` of `s_d` (exact).
-    pub fn dense_absmax(&self) -> Option<f32> {
-        self.dense
-            .as_ref()
-            .map(|d| (d.s_d * (1u64 << FIXED_FRAC_BITS) as f64) as f32)
     }
 }
 
@@ -218,15 +212,6 @@ pub struct HeadOutput {
     pub logits: Vec<f32>,
 }
 
-/// `Σ_k (x[k] − z)·w[k]` exactly (legal inputs stay within i32).
-fn dot(x: &[u8], z: i32, w: &[i8]) -> i32 {
-    let mut acc = 0i64;
-    for (&a, &b) in x.iter().zip(w) {
-        acc += (a as i64 - z as i64) * b as i64;
-    }
-    acc as i32
-}
-
 /// The head on the final codes `[len, hidden]` of one sequence, written plainly (the
 /// reference of the integer executor's head).
 pub fn reference(
@@ -247,7 +232,7 @@ pub fn reference(
                     let (ld, _) = d.dense.as_ref().expect("derived with the head");
                     let y = ld
                         .requant
-                        .apply_i32(dot(x, final_zero, dense.lin.w.row(j)), j);
+                        .apply_i32(dot_acc(x, final_zero, dense.lin.w.row(j)), j);
                     d.input_code(y, j)
                 })
                 .collect();
@@ -258,7 +243,7 @@ pub fn reference(
     let mut logits = Vec::with_capacity(rows.len() * nl);
     for x in rows {
         for n in 0..nl {
-            logits.push(d.logit(dot(x, d.out_zero, h.out.w.row(n)), n));
+            logits.push(d.logit(dot_acc(x, d.out_zero, h.out.w.row(n)), n));
         }
     }
     out.logits = logits;

@@ -12,27 +12,10 @@ use crate::tokenize::Batch;
 use crate::weights::Linear;
 
 use super::deploy::SeqOutput;
-use super::graph::{LnParams, QLinear, QTable, QuantParams};
+use super::graph::{LnParams, QTable, QuantParams};
 use super::qparams::QParams;
 use super::trace::Trace;
 use super::Node;
-
-fn dequant_linear(q: &QLinear) -> Linear {
-    let (n, k) = (q.n(), q.k());
-    let mut weight = vec![0f32; n * k];
-    for r in 0..n {
-        let s = q.w.scales[r];
-        for (o, &c) in weight[r * k..(r + 1) * k].iter_mut().zip(q.w.row(r)) {
-            *o = c as f32 * s;
-        }
-    }
-    Linear {
-        weight,
-        bias: q.bias.clone(),
-        out_features: n,
-        in_features: k,
-    }
-}
 
 fn dequant_table(t: &QTable) -> Vec<f32> {
     let mut out = vec![0f32; t.rows * t.cols];
@@ -118,18 +101,18 @@ impl<'a> PaperModel<'a> {
                 .layers
                 .iter()
                 .map(|l| PaperLayer {
-                    query: dequant_linear(&l.query),
-                    key: dequant_linear(&l.key),
-                    value: dequant_linear(&l.value),
-                    attn_out: dequant_linear(&l.attn_out),
-                    ffn1: dequant_linear(&l.ffn1),
-                    ffn2: dequant_linear(&l.ffn2),
+                    query: l.query.dequantize(),
+                    key: l.key.dequantize(),
+                    value: l.value.dequantize(),
+                    attn_out: l.attn_out.dequantize(),
+                    ffn1: l.ffn1.dequantize(),
+                    ffn2: l.ffn2.dequantize(),
                 })
                 .collect(),
             head: params.head.as_ref().map(|hd| {
                 (
-                    hd.dense.as_ref().map(|d| dequant_linear(&d.lin)),
-                    dequant_linear(&hd.out),
+                    hd.dense.as_ref().map(|d| d.lin.dequantize()),
+                    hd.out.dequantize(),
                 )
             }),
         }
