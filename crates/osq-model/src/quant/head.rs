@@ -6,7 +6,7 @@
 //! node → output GEMM, i32 accumulators. Token heads: the output GEMM on every token's final
 //! codes. Logits: `(acc·(s_in·s_w[n]) + b[n])` in f64, rounded once to f32 ([`logit`]) — the
 //! same function in every executor, so that equal accumulators give equal logits.
-//! The reference ([`reference`]) is written plainly; the integer executor runs the GEMMs on
+//! The reference ([`reference()`]) is written plainly; the integer executor runs the GEMMs on
 //! osq-kernels (`integer.rs`).
 
 use crate::error::{ModelError, Result};
