@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# End-to-end latency bench: osq int8/int4 vs our FP32 vs ONNX Runtime (dynamic + QDQ int8).
+# End-to-end latency bench: osq int8/int4 vs our FP32 vs the int8 peers: OpenVINO + NNCF, ONNX
+# Runtime on its transformer-optimized graph (quantize_dynamic per-tensor and per-channel) and on
+# the plain graph (dynamic + QDQ).
 #
-#   tools/bench.sh                       # headline: batch 1, seq 128, threads 1 and 2, 3 rounds
+#   tools/bench.sh                       # the peer cells: b1 × s16/s128/s384 and b32 s128, threads 1
+#                                        # and 2, 3 rounds, peers interleaved; then one round with
+#                                        # every engine timed alone (the interleaving check)
 #   ROUNDS=5 tools/bench.sh              # more rounds
 #   GRID=1 tools/bench.sh                # also the grid (GRID_BATCH=1,8,32 × GRID_SEQ=16,64,128,384)
 #   CONCURRENT=1 tools/bench.sh          # also the concurrent mode (4 clients, batching queue)
 #
 # Steps: fetch model/data if missing (tools/fetch_model.sh, tools/fetch_data.py); quantize int8
-# (w8a8) and int4 (w4a8) with `osq calibrate --method minmax`; build/check the ONNX Runtime models with
-# tools/onnx_bench.py (its own timing kept for reference); then ROUNDS rounds of osq-serve-bench
-# in which the osq engines AND ONNX Runtime (embedded Python worker, same token ids) are timed in
-# the same interleaved blocks; then the median over rounds of every ratio
-# (`osq-serve-bench summarize`). Everything lands in $OUT (default out/bench).
+# (w8a8) and int4 (w4a8) with `osq calibrate --method minmax`; install the bench-only peers
+# (tools/requirements-bench.txt: openvino, nncf; never in CI) and build/check their models with
+# tools/onnx_bench.py and tools/peers.py; then ROUNDS rounds of osq-serve-bench in which the osq
+# engines AND the peers (embedded Python worker, same token ids, ORT spinning off, a settle pause
+# between engines) are timed in the same interleaved blocks; then one round with every engine
+# timed alone, back to back (ALONE=0 skips it); then the median over rounds of every ratio,
+# including osq / fastest int8 peer per cell (`osq-serve-bench summarize`). Everything lands in
+# $OUT (default out/bench). Without the peers' packages the ORT plain-graph rows still run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +31,9 @@ THREADS="${THREADS:-1,2}"
 RUNS="${RUNS:-200}"          # onnx_bench.py reference runs
 MAX_SECONDS="${MAX_SECONDS:-4}" # osq seconds per engine and cell and round
 DATA="${DATA:-data/movie/eval.txt}"
-ENGINES="${ENGINES:-fp32,int8,int4}"
+ENGINES="${ENGINES:-int8,int4}"
+CELLS="${CELLS:-1:16,128,384 32:128}"   # batch:seqs ...
+PEERS="${PEERS:-ort-int8-dynamic,ort-int8-qdq,ort-opt-int8-pt,ort-opt-int8-pc,ov-int8-nncf}"
 CALIB="${CALIB:-data/movie/calib.txt}"
 P8="$OUT/params-w8a8"
 P4="$OUT/params-w4a8"
@@ -62,27 +71,54 @@ mkdir -p "$OUT"
 quantize w8a8 "$P8"
 quantize w4a8 "$P4"
 
-# 4. ONNX Runtime models: tools/onnx_bench.py builds, checks and caches them in out/onnx (its own
-#    timing, on a padded single sentence, is kept for reference in $OUT/ort-onnx_bench.json).
+# 4. Peer models: tools/onnx_bench.py builds, checks and caches the plain ONNX graph and ORT's
+#    quantized forms in out/onnx (its own timing kept for reference); tools/peers.py builds the
+#    transformer-optimized ORT graphs and OpenVINO + NNCF int8 (bench-only packages).
 IFS=',' read -r -a TLIST <<<"$THREADS"
-log "ONNX Runtime: build/check the models, reference timing (tools/onnx_bench.py)"
+log "ONNX Runtime: build/check the plain-graph models (tools/onnx_bench.py)"
 "$PYTHON" tools/onnx_bench.py --model "$MODEL" --out out/onnx --batch 1 --seq 128 \
   --threads "${TLIST[@]}" --runs "$RUNS" --json "$OUT/ort-onnx_bench.json" --check-outputs >&2
+if ! "$PYTHON" -c "import openvino, nncf" 2>/dev/null; then
+  log "installing the bench-only peers (tools/requirements-bench.txt)"
+  "$PYTHON" -m pip install --quiet -r tools/requirements-bench.txt \
+    || log "peers not installed: OpenVINO and the optimized ORT graphs are skipped"
+fi
+if "$PYTHON" -c "import openvino, nncf" 2>/dev/null; then
+  "$PYTHON" tools/peers.py --model "$MODEL" --out out/onnx >&2
+fi
 
-# 5. Rounds: osq engines and ORT (through the embedded worker, --ort-worker) timed in the same
-#    interleaved blocks on the same 128-token inputs; the first round also probes memory.
+# 5. Rounds: osq engines and the peers (embedded worker, --peer-worker) timed in the same
+#    interleaved blocks on the same inputs, per cell group of CELLS; the first round also probes
+#    memory; then one round with every engine alone (ALONE=1, default).
 files=()
-for r in $(seq 1 "$ROUNDS"); do
-  rd="$OUT/round-$r"
+round() { # dir, extra args...
+  local rd="$1"
+  shift
   mkdir -p "$rd"
-  log "round $r/$ROUNDS: osq + ONNX Runtime interleaved (b1 s128, threads $THREADS)"
-  mem=(--no-memory)
-  [[ $r == 1 ]] && mem=()
-  "$BENCH" --model "$MODEL" --params "$P8" --params-int4 "$P4" --data "$DATA" --engines "$ENGINES" \
-    --batch 1 --seq 128 --threads "$THREADS" --max-seconds "$MAX_SECONDS" --min-runs 50 \
-    --ort-worker --python "$PYTHON" --out "$rd" "${mem[@]}" | tee "$rd/summary.txt"
-  files+=("$rd/results.json")
+  local first=1
+  for cell in $CELLS; do
+    local b="${cell%%:*}" seqs="${cell#*:}"
+    local mem=(--no-memory)
+    [[ $first == 1 && "$rd" == */round-1 ]] && mem=()
+    first=0
+    "$BENCH" --model "$MODEL" --params "$P8" --params-int4 "$P4" --data "$DATA" --engines "$ENGINES" \
+      --batch "$b" --seq "$seqs" --threads "$THREADS" --max-seconds "$MAX_SECONDS" --min-runs 20 \
+      --peer-worker --peers "$PEERS" --python "$PYTHON" --out "$rd/b$b" "${mem[@]}" "$@" \
+      | tee "$rd/b$b.txt"
+    files+=("$rd/b$b/results.json")
+  done
+}
+for r in $(seq 1 "$ROUNDS"); do
+  log "round $r/$ROUNDS: osq + peers interleaved (cells $CELLS, threads $THREADS)"
+  round "$OUT/round-$r"
 done
+interleaved=("${files[@]}")
+if [[ "${ALONE:-1}" == 1 ]]; then
+  log "alone round: every engine timed back to back"
+  files=()
+  round "$OUT/alone" --alone
+  alone=("${files[@]}")
+fi
 
 # 6. Optional: grid and concurrent mode.
 if [[ "${GRID:-0}" == 1 ]]; then
@@ -90,7 +126,7 @@ if [[ "${GRID:-0}" == 1 ]]; then
   mkdir -p "$OUT/grid"
   "$BENCH" --model "$MODEL" --params "$P8" --params-int4 "$P4" --data "$DATA" --engines "$ENGINES" \
     --batch "${GRID_BATCH:-1,8,32}" --seq "${GRID_SEQ:-16,64,128,384}" --threads "$THREADS" \
-    --max-seconds 1 --min-runs 10 --ort-worker --python "$PYTHON" --no-memory --out "$OUT/grid" \
+    --max-seconds 1 --min-runs 10 --peer-worker --peers "$PEERS" --python "$PYTHON" --no-memory --out "$OUT/grid" \
     | tee "$OUT/grid/summary.txt"
 fi
 if [[ "${CONCURRENT:-0}" == 1 ]]; then
@@ -102,7 +138,12 @@ fi
 
 # 7. Summary over rounds.
 echo
-echo "== median over $ROUNDS rounds (each ratio from one round's interleaved osq and ORT runs) =="
-"$BENCH" summarize "${files[@]}" | tee "$OUT/summary.txt"
+echo "== median over $ROUNDS interleaved rounds (each ratio from one round's runs) =="
+"$BENCH" summarize "${interleaved[@]}" | tee "$OUT/summary.txt"
+if [[ "${ALONE:-1}" == 1 ]]; then
+  echo
+  echo "== alone round (engines back to back): the same ratios, to check the interleaving =="
+  "$BENCH" summarize "${alone[@]}" | tee "$OUT/summary-alone.txt"
+fi
 echo
-echo "first round's memory and targets: $OUT/round-1/summary.txt; plots: $OUT/round-*/latency.svg"
+echo "memory and targets: $OUT/round-1/b1.txt; plots: $OUT/round-*/b*/latency.svg"

@@ -30,7 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPSET = 17
-GRAPH_VERSION = 1  # bump when build_onnx changes, to invalidate cached .onnx files
+GRAPH_VERSION = 3  # bump when build_onnx changes, to invalidate cached .onnx files
 MASK_NEG = -10000.0  # additive attention-mask value for padding keys (original BERT)
 
 # Fallback sentences when data/movie/*.txt is absent (tools/fetch_data.py writes it).
@@ -239,9 +239,10 @@ def build_onnx(cfg, w, path):
     const("c_one_f", np.array(1.0, np.float32))
     const("c_half_f", np.array(0.5, np.float32))
     const("c_mask_neg", np.array(MASK_NEG, np.float32))
-    const("c_inv_sqrt2", np.array(1.0 / math.sqrt(2.0), np.float32))
-    const("c_scale", np.array(1.0 / math.sqrt(dh), np.float32))
-    const("c_mask_axes", np.array([1, 2], np.int64))
+    const("c_sqrt2", np.array(math.sqrt(2.0), np.float32))
+    const("c_sqrt_dh", np.array(math.sqrt(dh), np.float32))
+    const("c_axis_1", np.array([1], np.int64))
+    const("c_axis_2", np.array([2], np.int64))
     const("c_heads_shape", np.array([0, 0, nh, dh], np.int64))
     const("c_hidden_shape", np.array([0, 0, H], np.int64))
 
@@ -256,11 +257,14 @@ def build_onnx(cfg, w, path):
     node("Add", ["emb_sum0", "emb_type"], "emb_sum")
     x = node("LayerNormalization", ["emb_sum", "emb_ln_g", "emb_ln_b"], "emb_out", axis=-1, epsilon=eps)
 
-    # Additive mask [B, 1, 1, S]: (1 - mask) * -10000.
-    node("Cast", ["attention_mask"], "mask_f", to=TensorProto.FLOAT)
+    # Additive mask [B, 1, 1, S]: (1 - mask) * -10000, in the node order a PyTorch export of BERT
+    # has (Unsqueeze, Unsqueeze, Cast, Sub, Mul), which onnxruntime.transformers' attention fusion
+    # recognises (tools/peers.py).
+    node("Unsqueeze", ["attention_mask", "c_axis_1"], "mask_u1")
+    node("Unsqueeze", ["mask_u1", "c_axis_2"], "mask_u2")
+    node("Cast", ["mask_u2"], "mask_f", to=TensorProto.FLOAT)
     node("Sub", ["c_one_f", "mask_f"], "mask_inv")
-    node("Mul", ["mask_inv", "c_mask_neg"], "mask_add2d")
-    node("Unsqueeze", ["mask_add2d", "c_mask_axes"], "mask_add")
+    node("Mul", ["mask_inv", "c_mask_neg"], "mask_add")
 
     for i in range(L):
         p = f"encoder.layer.{i}."
@@ -282,7 +286,7 @@ def build_onnx(cfg, w, path):
         node("Transpose", [t + "k_r"], t + "k_t", perm=[0, 2, 3, 1])  # [B, nh, dh, S]
         node("Transpose", [t + "v_r"], t + "v_h", perm=[0, 2, 1, 3])  # [B, nh, S, dh]
         node("MatMul", [t + "q_h", t + "k_t"], t + "scores")
-        node("Mul", [t + "scores", "c_scale"], t + "scores_s")
+        node("Div", [t + "scores", "c_sqrt_dh"], t + "scores_s")  # Div, as exported from PyTorch
         node("Add", [t + "scores_s", "mask_add"], t + "scores_m")
         node("Softmax", [t + "scores_m"], t + "probs", axis=-1)
         node("MatMul", [t + "probs", t + "v_h"], t + "ctx_h")
@@ -294,8 +298,8 @@ def build_onnx(cfg, w, path):
         const(t + "ln1_b", f32(w[p + "attention.output.LayerNorm.bias"]))
         x = node("LayerNormalization", [t + "res1", t + "ln1_g", t + "ln1_b"], t + "ln1", axis=-1, epsilon=eps)
         h = linear(x, "intermediate.dense", "ff1")
-        # Exact GELU: 0.5 * h * (1 + erf(h / sqrt(2))).
-        node("Mul", [h, "c_inv_sqrt2"], t + "gelu_d")
+        # Exact GELU: 0.5 * h * (1 + erf(h / sqrt(2))), as PyTorch exports it (Div, Erf, Add, Mul, Mul).
+        node("Div", [h, "c_sqrt2"], t + "gelu_d")
         node("Erf", [t + "gelu_d"], t + "gelu_erf")
         node("Add", [t + "gelu_erf", "c_one_f"], t + "gelu_p1")
         node("Mul", [h, t + "gelu_p1"], t + "gelu_m")

@@ -11,6 +11,7 @@ pub mod gemm;
 mod job;
 pub mod mat;
 pub mod pack;
+pub mod peak;
 pub mod requant;
 pub mod rowops;
 mod scalar;

@@ -88,4 +88,29 @@ proptest! {
             prop_assert_eq!(&g1, &g0);
         }
     }
+
+    /// Biases that fit i32 (the AVX-512 path's 32-bit saturating sum), against every y: overflow
+    /// both ways, the limits themselves, values around the table's range and its buckets.
+    #[test]
+    fn gelu_i32_bias_saturates_like_the_definition(y in prop::collection::vec(prop_oneof![any::<i32>(), Just(i32::MAX), Just(i32::MIN), -(1i32 << 22)..(1 << 22)], 1..200), seed in any::<u64>()) {
+        let mut s = seed;
+        let mut next = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); s };
+        let n = y.len();
+        let bias: Vec<i64> = (0..n).map(|i| match i % 5 {
+            0 => i32::MAX as i64,
+            1 => i32::MIN as i64,
+            2 => (next() as i32 >> (next() % 31)) as i64,
+            _ => (next() as i32) as i64,
+        }).collect();
+        let entries: Vec<u32> = (0..4096).map(|i| if i % 101 == 0 { osq_kernels::rowops::gelu_fallback() } else { GeluLut::entry((next() >> 53) as u32, (i % 250) as u8, (i % 250 + 1) as u8) }).collect();
+        let lut = GeluLut::new(entries, -(1 << 22), 11, &bias).unwrap();
+        let def = |h: i32| (h as u32 >> 24) as u8;
+        let mut g0 = vec![0u8; n];
+        lut.row(Isa::Scalar, &y, &mut g0, &def);
+        for isa in isas() {
+            let mut g1 = vec![0u8; n];
+            lut.row(isa, &y, &mut g1, &def);
+            prop_assert_eq!(&g1, &g0);
+        }
+    }
 }

@@ -296,6 +296,14 @@ impl Engine {
         }
     }
 
+    /// The model's configuration.
+    pub fn config(&self) -> &osq_model::BertConfig {
+        match &self.inner {
+            Inner::Fp32(w) => &w.config,
+            Inner::Int(m) => m.quant().config(),
+        }
+    }
+
     pub fn max_positions(&self) -> usize {
         match &self.inner {
             Inner::Fp32(w) => w.config.max_position_embeddings,

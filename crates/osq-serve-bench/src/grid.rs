@@ -13,7 +13,7 @@ use osq_model::Batch;
 
 use crate::engine::{Engine, Output, Threads};
 use crate::inputs::{make_batch, Fill};
-use crate::ort::OrtTargets;
+use crate::peers::PeerTargets;
 use crate::stats::{Record, Summary};
 
 /// Timing policy of a cell.
@@ -27,6 +27,10 @@ pub struct Timing {
     pub max_seconds: f64,
     /// Length of one interleaved block.
     pub block_seconds: f64,
+    /// Pause before each block of another engine than the last one (thread pools asleep).
+    pub settle_seconds: f64,
+    /// Each engine's runs in one block, engines back to back (the check of interleaving).
+    pub alone: bool,
 }
 
 impl Default for Timing {
@@ -37,6 +41,8 @@ impl Default for Timing {
             max_runs: 2000,
             max_seconds: 3.0,
             block_seconds: 0.25,
+            settle_seconds: 0.02,
+            alone: false,
         }
     }
 }
@@ -148,15 +154,15 @@ pub fn time_interleaved(
     threads: &Threads,
     t: &Timing,
 ) -> Result<Vec<Vec<f64>>> {
-    let (osq, _) = time_with_ort(engines, None, batch, threads, t)?;
+    let (osq, _) = time_with_peers(engines, None, batch, threads, t)?;
     Ok(osq)
 }
 
 /// Like [`time_interleaved`], with the ORT engines of `ort` (already given this batch as input)
 /// in the same round robin. Returns (osq samples, ORT samples), each in engine order.
-pub fn time_with_ort(
+pub fn time_with_peers(
     engines: &[Engine],
-    mut ort: Option<&mut OrtTargets>,
+    mut ort: Option<&mut PeerTargets>,
     batch: &Batch,
     threads: &Threads,
     t: &Timing,
@@ -190,14 +196,32 @@ pub fn time_with_ort(
             }
         }
     }
+    let mut last: Option<usize> = None;
     while slots.iter().any(|s| !s.done) {
-        for s in slots.iter_mut().filter(|s| !s.done) {
+        // Interleaved: one block of every unfinished engine per pass; alone: the first
+        // unfinished engine until it is done.
+        let take = if t.alone { 1 } else { slots.len() };
+        for (i, s) in slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, s)| !s.done)
+            .take(take)
+        {
+            if last != Some(i) && t.settle_seconds > 0.0 {
+                std::thread::sleep(std::time::Duration::from_secs_f64(t.settle_seconds));
+            }
+            last = Some(i);
             let est = if s.samples.is_empty() {
                 f64::INFINITY
             } else {
                 s.spent / s.samples.len() as f64
             };
-            let block = ((t.block_seconds / est).floor() as usize).clamp(1, 1000);
+            let block_seconds = if t.alone {
+                t.max_seconds
+            } else {
+                t.block_seconds
+            };
+            let block = ((block_seconds / est).floor() as usize).clamp(1, 1000);
             let n0 = s.samples.len();
             let ms: Vec<f64> = match s.target {
                 Target::Osq(e) => {
@@ -254,13 +278,13 @@ pub fn run_grid(
     ctxs: &[Threads],
     progress: &mut dyn FnMut(&str),
 ) -> Result<GridResult> {
-    run_grid_with_ort(engines, None, sentences, grid, ctxs, progress)
+    run_grid_with_peers(engines, None, sentences, grid, ctxs, progress)
 }
 
 /// [`run_grid`] with ONNX Runtime engines timed in the same interleaved blocks (same inputs).
-pub fn run_grid_with_ort(
+pub fn run_grid_with_peers(
     engines: &[Engine],
-    mut ort: Option<&mut OrtTargets>,
+    mut ort: Option<&mut PeerTargets>,
     sentences: &[String],
     grid: &Grid,
     ctxs: &[Threads],
@@ -273,6 +297,7 @@ pub fn run_grid_with_ort(
         for &s in &grid.seqs {
             let batch = cell_batch(engines, sentences, b, s, grid.fill)?;
             let tokens: usize = batch.lengths.iter().sum();
+            let gmac = crate::peak::forward_macs(engines[0].config(), &batch.lengths) / 1e9;
             if let Some(o) = ort.as_deref_mut() {
                 o.worker.input(&batch)?;
             }
@@ -317,7 +342,7 @@ pub fn run_grid_with_ort(
                     }
                 }
                 let (samples, ort_samples) =
-                    time_with_ort(engines, ort.as_deref_mut(), &batch, th, &grid.timing)?;
+                    time_with_peers(engines, ort.as_deref_mut(), &batch, th, &grid.timing)?;
                 let mut line = format!("[{k}/{cells}] b{b} s{s} t{}:", th.count());
                 for ((e, ms), d) in engines.iter().zip(&samples).zip(&digests) {
                     let Some(sum) = Summary::of(ms) else {
@@ -327,6 +352,7 @@ pub fn run_grid_with_ort(
                     r.fill = Some(grid.fill.name().into());
                     r.tokens = Some(tokens);
                     r.digest = Some(hex(*d));
+                    r.gmac = Some(gmac);
                     line.push_str(&format!(
                         "  {} p50 {:.3} ms p99 {:.3} ({} runs)",
                         e.name(),
@@ -342,9 +368,10 @@ pub fn run_grid_with_ort(
                             bail!("no sample for {n}");
                         };
                         let mut r = Record::new(n, b, s, th.count(), &sum);
-                        r.source = Some("ort".into());
+                        r.source = Some("peer".into());
                         r.fill = Some(grid.fill.name().into());
                         r.tokens = Some(tokens);
+                        r.gmac = Some(gmac);
                         line.push_str(&format!(
                             "  {n} p50 {:.3} ms p99 {:.3} ({} runs)",
                             r.p50_ms, r.p99_ms, r.runs

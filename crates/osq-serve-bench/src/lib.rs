@@ -1,5 +1,5 @@
 //! osq-serve-bench: latency that users can trust, side by side with our FP32 forward and with
-//! ONNX Runtime (records of `tools/onnx_bench.py`). See `docs/bench.md`.
+//! its peers, ONNX Runtime and OpenVINO int8. See `docs/bench.md`.
 //!
 //! - [`engine`]: the engines (`osq-fp32`, `osq-int8`, `osq-int4`) and thread contexts;
 //! - [`inputs`]: real sentences → batches of exactly `seq` tokens;
@@ -7,7 +7,8 @@
 //!   asserted identical across thread counts;
 //! - [`stats`]: percentiles and the record format shared with `tools/onnx_bench.py`;
 //! - [`report`]: ratios, table, CSV, SVG;
-//! - [`ort`]: ONNX Runtime timed in the same interleaved blocks (Python worker process);
+//! - [`peers`]: ONNX Runtime and OpenVINO timed in the same interleaved blocks (Python worker);
+//! - [`peak`]: the measured `vpdpbusd` peak that "% of peak" figures are relative to;
 //! - [`memory`]: peak RSS per engine in a fresh child process, resident weight bytes;
 //! - [`serve`]: concurrent mode (one shared engine behind a batching queue, every answer checked);
 //! - [`profile`]: per-stage timing of the integer forward (the executor's own stage timers).
@@ -17,7 +18,8 @@ pub mod grid;
 pub mod http;
 pub mod inputs;
 pub mod memory;
-pub mod ort;
+pub mod peak;
+pub mod peers;
 pub mod profile;
 pub mod report;
 pub mod serve;

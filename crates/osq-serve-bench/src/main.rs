@@ -11,10 +11,10 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use osq_serve_bench::engine::{Engine, EngineKind, Threads};
-use osq_serve_bench::grid::{run_grid_with_ort, Grid, Timing};
+use osq_serve_bench::grid::{run_grid_with_peers, Grid, Timing};
 use osq_serve_bench::inputs::{encode_each, read_sentences, Fill};
 use osq_serve_bench::memory::{probe_child, probe_in_child, Probe};
-use osq_serve_bench::ort::OrtTargets;
+use osq_serve_bench::peers::PeerTargets;
 use osq_serve_bench::report::{self, ratios, write_atomic};
 use osq_serve_bench::serve::{load_test, references, LoadOpts, QueueOpts};
 use osq_serve_bench::stats::Record;
@@ -87,19 +87,34 @@ struct BenchArgs {
     /// ONNX Runtime records (tools/onnx_bench.py --json) to merge.
     #[arg(long)]
     onnx: Option<PathBuf>,
-    /// Time ONNX Runtime in the same interleaved blocks, on the same inputs, through a Python
-    /// worker (models from --ort-dir, built by tools/onnx_bench.py).
-    #[arg(long)]
-    ort_worker: bool,
-    #[arg(long, default_value = "out/onnx")]
-    ort_dir: PathBuf,
+    /// Time the peers (ONNX Runtime, OpenVINO) in the same interleaved blocks, on the same
+    /// inputs, through a Python worker (models from --peer-dir, built by tools/onnx_bench.py and
+    /// tools/peers.py).
+    #[arg(long, alias = "ort-worker")]
+    peer_worker: bool,
+    #[arg(long, alias = "ort-dir", default_value = "out/onnx")]
+    peer_dir: PathBuf,
+    /// Peer engines (missing models are skipped with a message).
     #[arg(
         long,
+        alias = "ort-engines",
         value_delimiter = ',',
-        default_value = "ort-fp32,ort-int8-dynamic,ort-int8-qdq"
+        default_value = "ort-fp32,ort-int8-dynamic,ort-int8-qdq,ort-opt-int8-pt,ort-opt-int8-pc,ov-int8-nncf"
     )]
-    ort_engines: Vec<String>,
-    /// Python interpreter with onnxruntime (for --ort-worker).
+    peers: Vec<String>,
+    /// Let the peers' thread pools spin after a run (default: ORT spinning disabled, so an idle
+    /// peer thread cannot steal a core from the engine timed next).
+    #[arg(long)]
+    peer_spin: bool,
+    /// Pause between two engines' blocks (ms), so that thread pools that spin or wake late
+    /// (TBB, rayon) are asleep before the next engine is timed.
+    #[arg(long, default_value_t = 20.0)]
+    settle_ms: f64,
+    /// Time each engine alone, back to back (all its runs in one block), instead of
+    /// interleaved: the check that interleaving does not change the ratios.
+    #[arg(long)]
+    alone: bool,
+    /// Python interpreter with onnxruntime / openvino (for --peer-worker).
     #[arg(long, default_value = "python3")]
     python: String,
     /// Skip the per-engine memory probes.
@@ -365,6 +380,8 @@ fn bench(a: BenchArgs) -> Result<()> {
             min_runs: a.min_runs,
             max_runs: a.max_runs,
             max_seconds: a.max_seconds,
+            settle_seconds: a.settle_ms / 1e3,
+            alone: a.alone,
             ..Timing::default()
         },
     };
@@ -383,29 +400,58 @@ fn bench(a: BenchArgs) -> Result<()> {
             .map(|i| i.name())
             .unwrap_or("unavailable")
     ));
-    let mut ort = if a.ort_worker {
-        let o = OrtTargets::new(&a.python, &a.ort_dir, &a.ort_engines, &mut |l| log(l))?;
+    let mut ort = if a.peer_worker {
+        let o = PeerTargets::new(&a.python, a.peer_spin, &a.peer_dir, &a.peers, &mut |l| {
+            log(l)
+        })?;
         log(&format!(
-            "ONNX Runtime worker: {} interleaved with the osq engines",
+            "peer worker: {} {} the osq engines",
             o.engines
                 .iter()
                 .map(|e| e.0.as_str())
                 .collect::<Vec<_>>()
-                .join(",")
+                .join(","),
+            if a.alone {
+                "timed alone, one engine after another, as"
+            } else {
+                "interleaved with"
+            }
         ));
         Some(o)
     } else {
         None
     };
+    // The peak that "% of peak" refers to, measured here and now (1 s, one core).
+    let peak = osq_kernels::peak::vnni_zmm_macs_per_second(1.0);
+    match peak {
+        Some(p) => log(&format!(
+            "measured peak: vpdpbusd zmm {:.1} GMAC/s per core ({} independent chains)",
+            p / 1e9,
+            osq_kernels::peak::CHAINS
+        )),
+        None => log("no AVX-512-VNNI: % of peak not reported"),
+    }
     let t0 = Instant::now();
-    let res = run_grid_with_ort(&engines, ort.as_mut(), &sentences, &grid, &ctxs, &mut |l| {
+    let res = run_grid_with_peers(&engines, ort.as_mut(), &sentences, &grid, &ctxs, &mut |l| {
         log(l)
     })?;
-    let ort_version = ort.as_ref().map(|o| o.worker.version.clone());
+    let peer_versions = ort.as_ref().map(|o| o.worker.versions.clone());
     drop(ort);
     log(&format!("grid done in {:.1} s", t0.elapsed().as_secs_f64()));
 
     let mut records = res.records.clone();
+    if let Some(p) = peak {
+        for r in &mut records {
+            if let Some(g) = r.gmac {
+                r.fraction_of_peak = Some(osq_serve_bench::peak::fraction_of_peak(
+                    g * 1e9,
+                    r.p50_ms,
+                    p,
+                    r.threads,
+                ));
+            }
+        }
+    }
     let cells: BTreeSet<(usize, usize, usize)> = records.iter().map(|r| r.cell()).collect();
     if let Some(p) = &a.onnx {
         let text =
@@ -482,7 +528,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         );
         print!("{}", memory_table(&probes));
     }
-    let targets = targets(&records, &probes);
+    let targets = targets(&records, &rs, &probes);
     if !targets.is_empty() {
         println!("\n== issue targets ==");
         for t in &targets {
@@ -507,14 +553,16 @@ fn bench(a: BenchArgs) -> Result<()> {
         let doc = json!({
             "tool": "osq-serve-bench",
             "machine": machine_meta(),
+            "peak_gmac_per_core": peak.map(|p| p / 1e9),
             "model": a.model,
             "params": a.params,
             "params_int4": a.params_int4,
             "data": a.data,
             "fill": fill.name(),
-            "timing": {"warmup": a.warmup, "min_runs": a.min_runs, "max_runs": a.max_runs, "max_seconds": a.max_seconds},
+            "timing": {"warmup": a.warmup, "min_runs": a.min_runs, "max_runs": a.max_runs, "max_seconds": a.max_seconds,
+                "settle_ms": a.settle_ms, "mode": if a.alone {"alone"} else {"interleaved"}},
             "onnx": a.onnx,
-            "ort_worker": a.ort_worker.then(|| json!({"dir": a.ort_dir, "onnxruntime": ort_version})),
+            "peer_worker": a.peer_worker.then(|| json!({"dir": a.peer_dir, "versions": peer_versions, "spin": a.peer_spin})),
             "records": records,
             "ratios": rs,
             "identity": res.identity,
@@ -602,9 +650,43 @@ fn memory_summary(ps: &[Probe]) -> serde_json::Value {
     json!(v)
 }
 
-/// The issue's targets at batch 1, seq 128 (the cells present).
-fn targets(records: &[Record], probes: &[Probe]) -> Vec<serde_json::Value> {
+/// The issues' targets (the cells present): at b1 s128 against ORT and our FP32, and in every
+/// cell against the fastest int8 peer (≥ 1.15× at b1 s128 t1, ≥ 1.0× elsewhere) with ≥ 60 % of
+/// the measured peak end to end at b1 s128 t1.
+fn targets(records: &[Record], rs: &[report::Ratio], probes: &[Probe]) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
+    for r in rs
+        .iter()
+        .filter(|r| r.numerator == "osq-int8" && r.denominator == report::FASTEST_PEER)
+    {
+        let need = if (r.batch, r.seq, r.threads) == (1, 128, 1) {
+            1.15
+        } else {
+            1.0
+        };
+        let ok = r.speedup >= need;
+        out.push(json!({
+            "target": format!("osq-int8 >= {need}x faster than the fastest int8 peer"),
+            "batch": r.batch, "seq": r.seq, "threads": r.threads, "peer": r.peer,
+            "speedup": r.speedup, "met": ok,
+            "line": format!("b{} s{} t{}: osq-int8 vs fastest int8 peer ({}): {:.2}x (target >= {need}x) {}",
+                r.batch, r.seq, r.threads, r.peer.as_deref().unwrap_or("?"), r.speedup,
+                if ok {"MET"} else {"NOT MET"}),
+        }));
+    }
+    if let Some(f) = records
+        .iter()
+        .find(|r| r.engine == "osq-int8" && (r.batch, r.seq, r.threads) == (1, 128, 1))
+        .and_then(|r| r.fraction_of_peak)
+    {
+        let ok = f >= 0.60;
+        out.push(json!({
+            "target": "osq-int8 >= 60% of the measured vpdpbusd peak end to end at b1 s128 t1",
+            "fraction": f, "met": ok,
+            "line": format!("b1 s128 t1: osq-int8 at {:.1}% of the measured peak (target >= 60%) {}",
+                f * 100.0, if ok {"MET"} else {"NOT MET"}),
+        }));
+    }
     let find = |e: &str, t: usize| {
         records
             .iter()
@@ -761,6 +843,8 @@ fn summarize(a: SummarizeArgs) -> Result<()> {
     use std::collections::BTreeMap;
     let mut per: BTreeMap<(usize, usize, usize, String, String), Vec<f64>> = BTreeMap::new();
     let mut p50s: BTreeMap<(usize, usize, usize, String), Vec<f64>> = BTreeMap::new();
+    let mut peaks: BTreeMap<(usize, usize, usize, String), Vec<f64>> = BTreeMap::new();
+    let mut fastest: BTreeMap<(usize, usize, usize), BTreeSet<String>> = BTreeMap::new();
     for f in &a.files {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
@@ -772,8 +856,20 @@ fn summarize(a: SummarizeArgs) -> Result<()> {
             p50s.entry((r.batch, r.seq, r.threads, r.engine.clone()))
                 .or_default()
                 .push(r.p50_ms);
+            if let Some(f) = r.fraction_of_peak {
+                peaks
+                    .entry((r.batch, r.seq, r.threads, r.engine.clone()))
+                    .or_default()
+                    .push(f * 100.0);
+            }
         }
         for r in ratios(&recs) {
+            if let Some(p) = &r.peer {
+                fastest
+                    .entry((r.batch, r.seq, r.threads))
+                    .or_default()
+                    .insert(p.clone());
+            }
             per.entry((r.batch, r.seq, r.threads, r.numerator, r.denominator))
                 .or_default()
                 .push(r.speedup);
@@ -790,8 +886,12 @@ fn summarize(a: SummarizeArgs) -> Result<()> {
             .map(|x| format!("{x:.3}"))
             .collect::<Vec<_>>()
             .join(" ");
+        let peak = peaks
+            .get_mut(&(b, s, t, e.clone()))
+            .map(|p| format!("  ({:.1} % of peak)", med(p)))
+            .unwrap_or_default();
         println!(
-            "b{b:<3} s{s:<4} t{t} {e:<18} {list}  median {:.3}",
+            "b{b:<3} s{s:<4} t{t} {e:<18} {list}  median {:.3}{peak}",
             med(&mut v)
         );
     }
@@ -802,8 +902,16 @@ fn summarize(a: SummarizeArgs) -> Result<()> {
             .map(|x| format!("{x:.2}"))
             .collect::<Vec<_>>()
             .join(" ");
+        let which = if d == report::FASTEST_PEER {
+            fastest
+                .get(&(b, s, t))
+                .map(|p| format!(" [{}]", p.iter().cloned().collect::<Vec<_>>().join(", ")))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         println!(
-            "b{b:<3} s{s:<4} t{t} {n:>9} vs {d:<17} {list}  median {:.2}x",
+            "b{b:<3} s{s:<4} t{t} {n:>9} vs {d:<17} {list}  median {:.2}x{which}",
             med(&mut v)
         );
     }

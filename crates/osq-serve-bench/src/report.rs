@@ -22,11 +22,21 @@ pub struct Ratio {
     pub p50_ratio: f64,
     /// `denominator.p50 / numerator.p50`: how many times faster the numerator is.
     pub speedup: f64,
+    /// For the denominator [`FASTEST_PEER`]: which int8 peer was fastest in this cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
+
+/// Denominator name of the ratio against the fastest int8 peer of a cell (ONNX Runtime in every
+/// form measured, OpenVINO + NNCF).
+pub const FASTEST_PEER: &str = "fastest-int8-peer";
 
 /// The comparisons printed and stored: each osq integer engine against ORT int8 (dynamic and
 /// QDQ), ORT fp32 and our FP32, per cell where both were measured.
-pub const PAIRS: [(&str, &str); 10] = [
+pub const PAIRS: [(&str, &str); 13] = [
+    ("osq-int8", "ov-int8-nncf"),
+    ("osq-int8", "ort-opt-int8-pc"),
+    ("osq-int8", "ort-opt-int8-pt"),
     ("osq-int8", "ort-int8-dynamic"),
     ("osq-int8", "ort-int8-qdq"),
     ("osq-int8", "osq-fp32"),
@@ -56,6 +66,27 @@ pub fn ratios(records: &[Record]) -> Vec<Ratio> {
                         denominator: b.into(),
                         p50_ratio: x.p50_ms / y.p50_ms,
                         speedup: y.p50_ms / x.p50_ms,
+                        peer: None,
+                    });
+                }
+            }
+        }
+        let fastest = records
+            .iter()
+            .filter(|r| r.cell() == c && crate::peers::is_int8_peer(&r.engine) && r.p50_ms > 0.0)
+            .min_by(|a, b| a.p50_ms.total_cmp(&b.p50_ms));
+        if let Some(y) = fastest {
+            for a in ["osq-int8", "osq-int4"] {
+                if let Some(x) = find(a).filter(|x| x.p50_ms > 0.0) {
+                    out.push(Ratio {
+                        batch: c.0,
+                        seq: c.1,
+                        threads: c.2,
+                        numerator: a.into(),
+                        denominator: FASTEST_PEER.into(),
+                        p50_ratio: x.p50_ms / y.p50_ms,
+                        speedup: y.p50_ms / x.p50_ms,
+                        peer: Some(y.engine.clone()),
                     });
                 }
             }
@@ -81,8 +112,18 @@ pub fn table(records: &[Record]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<18} {:>5} {:>5} {:>3} {:>10} {:>10} {:>10} {:>10} {:>11} {:>6}",
-        "engine", "batch", "seq", "thr", "p50 ms", "p90 ms", "p99 ms", "mean ms", "seq/s", "runs"
+        "{:<18} {:>5} {:>5} {:>3} {:>10} {:>10} {:>10} {:>10} {:>11} {:>6} {:>7}",
+        "engine",
+        "batch",
+        "seq",
+        "thr",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "mean ms",
+        "seq/s",
+        "runs",
+        "% peak"
     );
     let mut rs: Vec<&Record> = records.iter().collect();
     rs.sort_by(|a, b| {
@@ -91,7 +132,7 @@ pub fn table(records: &[Record]) -> String {
     for r in rs {
         let _ = writeln!(
             s,
-            "{:<18} {:>5} {:>5} {:>3} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>11.2} {:>6}",
+            "{:<18} {:>5} {:>5} {:>3} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>11.2} {:>6} {:>7}",
             r.engine,
             r.batch,
             r.seq,
@@ -101,7 +142,10 @@ pub fn table(records: &[Record]) -> String {
             r.p99_ms,
             r.mean_ms,
             r.throughput_seq_per_s,
-            r.runs
+            r.runs,
+            r.fraction_of_peak
+                .map(|f| format!("{:.1}", f * 100.0))
+                .unwrap_or_default()
         );
     }
     s
@@ -113,7 +157,7 @@ pub fn ratio_lines(rs: &[Ratio]) -> String {
     for r in rs {
         let _ = writeln!(
             s,
-            "b{:<3} s{:<4} t{}  {:>16} / {:<17} p50 ratio {:>6.3}  ({:.2}x {})",
+            "b{:<3} s{:<4} t{}  {:>16} / {:<17} p50 ratio {:>6.3}  ({:.2}x {}){}",
             r.batch,
             r.seq,
             r.threads,
@@ -125,7 +169,11 @@ pub fn ratio_lines(rs: &[Ratio]) -> String {
             } else {
                 1.0 / r.speedup
             },
-            if r.speedup >= 1.0 { "faster" } else { "slower" }
+            if r.speedup >= 1.0 { "faster" } else { "slower" },
+            r.peer
+                .as_deref()
+                .map(|p| format!(" [{p}]"))
+                .unwrap_or_default()
         );
     }
     s
@@ -386,13 +434,34 @@ mod tests {
             rec("osq-int8", 128, 2, 1.0),
         ];
         let r = ratios(&rs);
-        assert_eq!(r.len(), 2);
+        assert_eq!(r.len(), 3);
         assert_eq!(r[0].denominator, "ort-int8-dynamic");
         assert_eq!(r[0].p50_ratio, 0.5);
         assert_eq!(r[0].speedup, 2.0);
         assert_eq!(r[1].denominator, "osq-fp32");
         assert_eq!(r[1].speedup, 4.0);
+        assert_eq!(r[2].denominator, FASTEST_PEER);
+        assert_eq!(r[2].peer.as_deref(), Some("ort-int8-dynamic"));
         assert!(ratio_lines(&r).contains("2.00x faster"));
+    }
+
+    #[test]
+    fn fastest_peer_is_the_fastest_int8_peer_of_the_cell() {
+        let rs = vec![
+            rec("osq-int8", 128, 1, 2.0),
+            rec("ort-int8-dynamic", 128, 1, 4.0),
+            rec("ov-int8-nncf", 128, 1, 1.6),
+            rec("ort-fp32", 128, 1, 1.0), // not an int8 peer
+            rec("ort-opt-int8-pc", 128, 1, 3.0),
+        ];
+        let r: Vec<Ratio> = ratios(&rs)
+            .into_iter()
+            .filter(|r| r.denominator == FASTEST_PEER)
+            .collect();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].peer.as_deref(), Some("ov-int8-nncf"));
+        assert_eq!(r[0].speedup, 0.8);
+        assert!(ratio_lines(&r).contains("[ov-int8-nncf]"));
     }
 
     #[test]

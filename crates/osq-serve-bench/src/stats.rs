@@ -81,6 +81,12 @@ pub struct Record {
     /// FNV-1a digest of the outputs (equal across thread counts, asserted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// Useful multiply-accumulates of one forward of this cell (GMAC; [`crate::peak`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gmac: Option<f64>,
+    /// `gmac` at p50 over the measured `vpdpbusd zmm` peak of `threads` cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction_of_peak: Option<f64>,
 }
 
 impl Record {
@@ -101,6 +107,8 @@ impl Record {
             fill: None,
             tokens: None,
             digest: None,
+            gmac: None,
+            fraction_of_peak: None,
         }
     }
 
@@ -111,6 +119,11 @@ impl Record {
 
     pub fn is_ort(&self) -> bool {
         self.source.as_deref() == Some("ort") || self.engine.starts_with("ort-")
+    }
+
+    /// Measured by a peer (ONNX Runtime, OpenVINO), not by osq.
+    pub fn is_peer(&self) -> bool {
+        self.is_ort() || self.source.as_deref() == Some("peer") || self.engine.starts_with("ov-")
     }
 }
 

@@ -110,15 +110,31 @@ fn one_and_two_threads_give_identical_outputs() {
             max_runs: 5,
             max_seconds: 0.0,
             block_seconds: 0.01,
+            settle_seconds: 0.001,
+            alone: false,
         },
     };
-    let mut lines = Vec::new();
-    let res = run_grid(&es, &s, &grid, &ctx, &mut |l| lines.push(l.to_string())).unwrap();
-    assert_eq!(res.records.len(), 2 * 2 * 2 * es.len());
-    assert_eq!(res.identity.len(), 2 * 2 * es.len());
-    res.assert_identical().unwrap();
-    assert!(res.records.iter().all(|r| r.runs >= 3 && r.runs <= 5));
-    assert_eq!(lines.len(), 8);
+    // Interleaved, then every engine alone (back to back): the same cells and run counts.
+    for alone in [false, true] {
+        let grid = Grid {
+            timing: Timing {
+                alone,
+                ..grid.timing
+            },
+            ..grid.clone()
+        };
+        let mut lines = Vec::new();
+        let res = run_grid(&es, &s, &grid, &ctx, &mut |l| lines.push(l.to_string())).unwrap();
+        assert_eq!(res.records.len(), 2 * 2 * 2 * es.len());
+        assert_eq!(res.identity.len(), 2 * 2 * es.len());
+        res.assert_identical().unwrap();
+        assert!(res.records.iter().all(|r| r.runs >= 3 && r.runs <= 5));
+        assert!(res
+            .records
+            .iter()
+            .all(|r| r.gmac.is_some_and(|g| g > 0.0)));
+        assert_eq!(lines.len(), 8);
+    }
 }
 
 /// A sentence gives the same output alone and inside a ragged batch (what the concurrent mode

@@ -1,20 +1,15 @@
 //! Hand-written AVX-512 (F/BW/DQ/VL) forms of the two table-bound rows, softmax and GELU: LLVM
 //! does not vectorize their table lookups well. Same bits as the scalar bodies (`softmax.rs`,
 //! `gelu.rs`; the bounds are argued there): each lane runs the scalar expression with 64-bit
-//! lanes, `vpmuludq` for the 32×32→64 products; the two-level softmax tables are read with scalar
-//! loads (faster than qword gathers on this Zen 4); the direct softmax table and GELU's u32 table
-//! with two 8-lane dword gathers ([`gather16`]). Tails use masks; narrowing stores go through a
-//! register (the memory forms of vpmov* are microcoded on Zen 4).
+//! lanes, `vpmuludq` for the 32×32→64 products, 16 elements per step (the even and the odd dwords
+//! of a zmm through `vpmuludq` separately, then merged back in row order); every table read is a
+//! pair of 8-lane dword gathers ([`gather16`]: the two-level softmax tables, the direct softmax
+//! table, GELU's u32 table). Tails use masks; narrowing stores go through a register (the memory
+//! forms of vpmov* are microcoded on Zen 4).
 
 use std::arch::x86_64::*;
 
 use super::{GeluLut, Softmax};
-
-/// Lanes of valid elements among the 8 starting at `j` of `n`.
-#[inline(always)]
-fn mask8(j: usize, n: usize) -> __mmask8 {
-    mask16(j, n) as __mmask8
-}
 
 /// Lanes of valid elements among the 16 starting at `j` of `n`.
 #[inline(always)]
@@ -24,31 +19,6 @@ fn mask16(j: usize, n: usize) -> __mmask16 {
         0xFFFF
     } else {
         ((1u32 << left) - 1) as __mmask16
-    }
-}
-
-/// `[t[i0], …, t[i7]]` for the eight 64-bit lane indices of `idx`, by scalar loads (volatile, so
-/// that LLVM does not fuse them back into a gather instruction).
-///
-/// # Safety
-/// Every lane of `idx` must be an index inside `t`.
-#[inline(always)]
-unsafe fn lookup8_u32(t: *const u32, idx: __m512i) -> __m512i {
-    let mut i = [0u64; 8];
-    // SAFETY: `i` is 64 bytes.
-    unsafe { _mm512_storeu_si512(i.as_mut_ptr() as *mut __m512i, idx) };
-    // SAFETY: the caller guarantees the indices are in bounds.
-    unsafe {
-        _mm512_set_epi64(
-            t.add(i[7] as usize).read_volatile() as i64,
-            t.add(i[6] as usize).read_volatile() as i64,
-            t.add(i[5] as usize).read_volatile() as i64,
-            t.add(i[4] as usize).read_volatile() as i64,
-            t.add(i[3] as usize).read_volatile() as i64,
-            t.add(i[2] as usize).read_volatile() as i64,
-            t.add(i[1] as usize).read_volatile() as i64,
-            t.add(i[0] as usize).read_volatile() as i64,
-        )
     }
 }
 
@@ -76,7 +46,7 @@ pub(super) unsafe fn softmax(s: &Softmax, scores: &[i32], e: &mut [u32], out: &m
     if n == 0 {
         return;
     }
-    let (sp, ep) = (scores.as_ptr(), e.as_mut_ptr());
+    let sp = scores.as_ptr();
     // Row maximum (masked lanes read as i32::MIN).
     let mut vmax = _mm512_set1_epi32(i32::MIN);
     let mut j = 0;
@@ -92,7 +62,18 @@ pub(super) unsafe fn softmax(s: &Softmax, scores: &[i32], e: &mut [u32], out: &m
         // SAFETY: same features; `lut` holds e(d) for d < lut.len().
         return unsafe { softmax_lut(s, lut, max, scores, e, out) };
     }
-    let vmax8 = _mm256_set1_epi32(max);
+    // SAFETY: same features.
+    unsafe { softmax_two_level(s, max, scores, e, out) }
+}
+
+/// The row's exponentials by the definition's two 1024-entry tables (4 KiB each, L1-resident),
+/// 16 lanes per step: the 32×32→64 products run on the even and the odd dwords separately
+/// (`vpmuludq` reads the low dword of each qword), the table reads are two 16-lane dword gathers.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2")]
+unsafe fn softmax_two_level(s: &Softmax, max: i32, scores: &[i32], e: &mut [u32], out: &mut [u8]) {
+    let n = scores.len();
+    let (sp, ep) = (scores.as_ptr(), e.as_mut_ptr());
+    let vmax = _mm512_set1_epi32(max);
     let c_m0 = _mm512_set1_epi64(s.c_m0 as i64);
     let c_rnd = _mm512_set1_epi64(1i64 << (s.c_sh - 1));
     let c_sh = _mm512_set1_epi64(s.c_sh as i64);
@@ -100,33 +81,55 @@ pub(super) unsafe fn softmax(s: &Softmax, scores: &[i32], e: &mut [u32], out: &m
     let l_rnd = _mm512_set1_epi64(1i64 << (s.l_sh - 1));
     let l_sh = _mm512_set1_epi64(s.l_sh as i64);
     let z_max = _mm512_set1_epi64(s.z_max as i64);
-    let m20 = _mm512_set1_epi64(0xF_FFFF);
-    let m10 = _mm512_set1_epi64(1023);
-    let n31 = _mm512_set1_epi64(31);
-    let (thi, tlo) = (s.t_hi.as_ptr(), s.t_lo.as_ptr());
+    let m20 = _mm512_set1_epi32(0xF_FFFF);
+    let m10 = _mm512_set1_epi32(1023);
+    let n31 = _mm512_set1_epi32(31);
+    let lo32 = _mm512_set1_epi64(0xFFFF_FFFF);
+    let (thi, tlo) = (s.t_hi.as_ptr() as *const i32, s.t_lo.as_ptr() as *const i32);
     let mut vsum = _mm512_setzero_si512();
     let mut j = 0;
     while j < n {
-        let k = mask8(j, n);
+        let k = mask16(j, n);
         // SAFETY: the mask limits the load to scores[j..n].
-        let t = unsafe { _mm256_maskz_loadu_epi32(k, sp.add(j)) };
-        let d = _mm512_cvtepu32_epi64(_mm256_sub_epi32(vmax8, t)); // max − t < 2^32, as u32
-        let z = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(d, c_m0), c_rnd), c_sh);
-        let zc = _mm512_min_epu64(z, z_max);
-        let w = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(zc, l_m0), l_rnd), l_sh);
-        let sh = _mm512_min_epu64(_mm512_srli_epi64::<20>(w), n31);
+        let t = unsafe { _mm512_maskz_loadu_epi32(k, sp.add(j)) };
+        let d = _mm512_sub_epi32(vmax, t); // max − t < 2^32, as u32
+                                           // Even dwords in the low halves of the qwords, odd dwords shifted down.
+        let (d_e, d_o) = (d, _mm512_srli_epi64::<32>(d));
+        let z_e = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(d_e, c_m0), c_rnd), c_sh);
+        let z_o = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(d_o, c_m0), c_rnd), c_sh);
+        let (zc_e, zc_o) = (_mm512_min_epu64(z_e, z_max), _mm512_min_epu64(z_o, z_max));
+        let w_e = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(zc_e, l_m0), l_rnd), l_sh);
+        let w_o = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(zc_o, l_m0), l_rnd), l_sh);
+        // Back to 16 dwords in row order. Kept lanes have z < z_max, so w >> 20 < 31 and
+        // w < 2^32; a dropped lane's w only has to give in-bounds indices, which the masks do.
+        let w = _mm512_or_si512(_mm512_and_si512(w_e, lo32), _mm512_slli_epi64::<32>(w_o));
+        let sh = _mm512_min_epu32(_mm512_srli_epi32::<20>(w), n31);
         let f = _mm512_and_si512(w, m20);
-        let (ih, il) = (_mm512_srli_epi64::<10>(f), _mm512_and_si512(f, m10));
-        // SAFETY: indices are below 1024, the tables' length.
-        let (gh, gl) = unsafe { (lookup8_u32(thi, ih), lookup8_u32(tlo, il)) };
-        let p = _mm512_mul_epu32(gh, gl);
-        let v = _mm512_srlv_epi64(_mm512_srli_epi64::<30>(p), sh);
-        let keep = k & !_mm512_cmpge_epu64_mask(z, z_max);
-        let v = _mm512_maskz_mov_epi64(keep, v);
-        vsum = _mm512_add_epi64(vsum, v);
-        // SAFETY: the mask limits the store to e[j..n] (narrowed in a register: module docs).
-        unsafe { _mm256_mask_storeu_epi32(ep.add(j) as *mut i32, k, _mm512_cvtepi64_epi32(v)) };
-        j += 8;
+        // SAFETY: both indices are below 1024, the tables' length.
+        let (gh, gl) = unsafe {
+            (
+                gather16(thi, _mm512_srli_epi32::<10>(f)),
+                gather16(tlo, _mm512_and_si512(f, m10)),
+            )
+        };
+        let p_e = _mm512_srli_epi64::<30>(_mm512_mul_epu32(gh, gl));
+        let p_o = _mm512_srli_epi64::<30>(_mm512_mul_epu32(
+            _mm512_srli_epi64::<32>(gh),
+            _mm512_srli_epi64::<32>(gl),
+        ));
+        let v_e = _mm512_srlv_epi64(p_e, _mm512_and_si512(sh, lo32));
+        let v_o = _mm512_srlv_epi64(p_o, _mm512_srli_epi64::<32>(sh));
+        // z ≥ z_max ⇒ e = 0, then lanes past the row (d = max − 0) dropped.
+        let v_e = _mm512_maskz_mov_epi64(!_mm512_cmpge_epu64_mask(z_e, z_max), v_e);
+        let v_o = _mm512_maskz_mov_epi64(!_mm512_cmpge_epu64_mask(z_o, z_max), v_o);
+        let v = _mm512_maskz_mov_epi32(k, _mm512_or_si512(v_e, _mm512_slli_epi64::<32>(v_o)));
+        vsum = _mm512_add_epi64(
+            vsum,
+            _mm512_add_epi64(_mm512_and_si512(v, lo32), _mm512_srli_epi64::<32>(v)),
+        );
+        // SAFETY: the mask limits the store to e[j..n].
+        unsafe { _mm512_mask_storeu_epi32(ep.add(j) as *mut i32, k, v) };
+        j += 16;
     }
     let sum = _mm512_reduce_add_epi64(vsum) as u64;
     // SAFETY: same features; e[..n] holds the row's exponentials.
@@ -186,26 +189,28 @@ unsafe fn normalize(s: &Softmax, sum: u64, scores: &[i32], e: &mut [u32], out: &
     let vr = _mm512_set1_epi64(r as i64);
     let va = _mm512_set1_epi64(s.a as i64);
     let half = _mm512_set1_epi64(1i64 << 47);
-    let vz = _mm512_set1_epi64(s.z_out as i64);
-    let vq = _mm512_set1_epi64(s.qmax as i64);
+    let vz = _mm512_set1_epi32(s.z_out as i32);
+    let vq = _mm512_set1_epi32(s.qmax as i32);
+    let lo32 = _mm512_set1_epi64(0xFFFF_FFFF);
+    // 16 lanes per step: the even and the odd dwords through `vpmuludq` separately.
+    let code = |ev: __m512i| {
+        let p = _mm512_srli_epi64::<30>(_mm512_mul_epu32(ev, vr));
+        _mm512_srli_epi64::<48>(_mm512_add_epi64(_mm512_mul_epu32(p, va), half))
+    };
     let mut j = 0;
     while j < n {
-        let k = mask8(j, n);
+        let k = mask16(j, n);
         // SAFETY: the mask limits the load to e[j..n].
-        let ev =
-            _mm512_cvtepu32_epi64(unsafe { _mm256_maskz_loadu_epi32(k, ep.add(j) as *const i32) });
-        let p = _mm512_srli_epi64::<30>(_mm512_mul_epu32(ev, vr));
-        let q = _mm512_srli_epi64::<48>(_mm512_add_epi64(_mm512_mul_epu32(p, va), half));
-        let q = _mm512_min_epu64(_mm512_add_epi64(q, vz), vq);
+        let ev = unsafe { _mm512_maskz_loadu_epi32(k, ep.add(j) as *const i32) };
+        // q < 2^16 in each qword: back to 16 dwords in row order.
+        let q = _mm512_or_si512(
+            _mm512_and_si512(code(ev), lo32),
+            _mm512_slli_epi64::<32>(code(_mm512_srli_epi64::<32>(ev))),
+        );
+        let q = _mm512_min_epu32(_mm512_add_epi32(q, vz), vq);
         // SAFETY: the mask limits the store to out[j..n] (narrowed in a register: module docs).
-        unsafe {
-            _mm_mask_storeu_epi8(
-                op.add(j) as *mut i8,
-                k as __mmask16,
-                _mm512_cvtepi64_epi8(q),
-            )
-        };
-        j += 8;
+        unsafe { _mm_mask_storeu_epi8(op.add(j) as *mut i8, k, _mm512_cvtepi32_epi8(q)) };
+        j += 16;
     }
 }
 
@@ -224,28 +229,48 @@ pub(super) unsafe fn gelu(g: &GeluLut, y: &[i32], out: &mut [u8], def: &dyn Fn(i
     let m14 = _mm512_set1_epi32(0x3FFF);
     let fb = _mm512_set1_epi32(super::gelu_fallback() as i32);
     let ent = g.entries.as_ptr() as *const i32;
+    let b32 = g.bias32.as_ref().map(|b| b.as_ptr());
+    let imax = _mm512_set1_epi32(i32::MAX);
     let mut j = 0;
     while j < n {
         let k = mask16(j, n);
-        let (k0, k1) = (k as u8, (k >> 8) as u8);
-        // SAFETY: the masks limit the loads to y[j..n], bias[j..n].
-        let (yv, b0, b1) = unsafe {
-            (
-                _mm512_maskz_loadu_epi32(k, yp.add(j)),
-                _mm512_maskz_loadu_epi64(k0, bp.add(j)),
-                _mm512_maskz_loadu_epi64(k1, bp.add(j + 8)),
-            )
+        // SAFETY: the mask limits the load to y[j..n].
+        let yv = unsafe { _mm512_maskz_loadu_epi32(k, yp.add(j)) };
+        let h = match b32 {
+            Some(b32) => {
+                // SAFETY: the mask limits the load to bias32[j..n] (same length as bias).
+                let b = unsafe { _mm512_maskz_loadu_epi32(k, b32.add(j)) };
+                // sat_i32(y + b): the wrapped sum overflowed iff y and b share a sign that the
+                // sum lacks; then the result is i32::MAX for y ≥ 0, i32::MIN for y < 0.
+                let s = _mm512_add_epi32(yv, b);
+                let over = _mm512_movepi32_mask(_mm512_and_si512(
+                    _mm512_xor_si512(yv, s),
+                    _mm512_xor_si512(b, s),
+                ));
+                let limit = _mm512_xor_si512(_mm512_srai_epi32::<31>(yv), imax);
+                _mm512_mask_mov_epi32(s, over, limit)
+            }
+            None => {
+                let (k0, k1) = (k as u8, (k >> 8) as u8);
+                // SAFETY: the masks limit the loads to bias[j..n].
+                let (b0, b1) = unsafe {
+                    (
+                        _mm512_maskz_loadu_epi64(k0, bp.add(j)),
+                        _mm512_maskz_loadu_epi64(k1, bp.add(j + 8)),
+                    )
+                };
+                // |b| < 2^62: the i64 sums cannot overflow; vpmovsqd saturates to i32.
+                let h0 = _mm512_cvtsepi64_epi32(_mm512_add_epi64(
+                    _mm512_cvtepi32_epi64(_mm512_castsi512_si256(yv)),
+                    b0,
+                ));
+                let h1 = _mm512_cvtsepi64_epi32(_mm512_add_epi64(
+                    _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(yv)),
+                    b1,
+                ));
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(h0), h1)
+            }
         };
-        // |b| < 2^62: the i64 sums cannot overflow; vpmovsqd saturates to i32.
-        let h0 = _mm512_cvtsepi64_epi32(_mm512_add_epi64(
-            _mm512_cvtepi32_epi64(_mm512_castsi512_si256(yv)),
-            b0,
-        ));
-        let h1 = _mm512_cvtsepi64_epi32(_mm512_add_epi64(
-            _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(yv)),
-            b1,
-        ));
-        let h = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(h0), h1);
         let oob = _mm512_cmplt_epi32_mask(h, lo) | _mm512_cmpge_epi32_mask(h, end);
         let d = _mm512_sub_epi32(h, lo);
         let idx = _mm512_mask_mov_epi32(_mm512_srlv_epi32(d, sh), oob, vlast);

@@ -28,6 +28,9 @@ pub struct GeluLut {
     pub(super) shift: u32,
     /// `|b| < 2^62`: `y + b` never overflows i64.
     pub(super) bias: Vec<i64>,
+    /// The same bias as i32 when every `b` fits (the usual case): the AVX-512 path then forms
+    /// `sat_i32(y + b)` in 32-bit lanes, with the overflow test instead of widening to 64 bits.
+    pub(super) bias32: Option<Vec<i32>>,
 }
 
 impl GeluLut {
@@ -49,11 +52,16 @@ impl GeluLut {
             return None;
         }
         entries.push(GELU_FALLBACK);
+        let bias32 = bias
+            .iter()
+            .map(|&b| i32::try_from(b).ok())
+            .collect::<Option<Vec<i32>>>();
         Some(GeluLut {
             entries,
             lo,
             shift,
             bias: bias.to_vec(),
+            bias32,
         })
     }
 

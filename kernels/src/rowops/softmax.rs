@@ -120,6 +120,13 @@ impl Softmax {
         Some(s)
     }
 
+    /// The same softmax without the direct `e(d)` table (the AVX-512 path then reads the
+    /// definition's two tables): for measuring one path against the other.
+    pub fn without_table(mut self) -> Softmax {
+        self.lut = None;
+        self
+    }
+
     /// Whether the direct `e(d)` table was built (`d_max ≤ 2^16`), and its `d_max` (entries
     /// before the 0 sentinel).
     pub fn table_len(&self) -> Option<usize> {
@@ -180,8 +187,8 @@ impl Softmax {
             return;
         }
         let r = (1u64 << 62) / sum;
-        let (a, z, qmax) = (self.a as u64, self.z_out as u64, self.qmax as u64);
         if r >= 1 << 32 {
+            let (a, z, qmax) = (self.a as u64, self.z_out as u64, self.qmax as u64);
             for j in 0..n {
                 let p = (e[j] as u64) << 2;
                 let q = (p * a + (1u64 << 47)) >> 48;
@@ -189,11 +196,17 @@ impl Softmax {
             }
             return;
         }
-        let r = r as u32 as u64;
         for j in 0..n {
-            let p = (e[j] as u64 * r) >> 30;
-            let q = (p as u32 as u64 * a + (1u64 << 47)) >> 48;
-            out[j] = (q + z).min(qmax) as u8;
+            out[j] = self.code_of(e[j], r);
         }
+    }
+
+    /// The probability code of one exponential `e` of a row whose `R = ⌊2^62/sum⌋ < 2^32`.
+    #[inline(always)]
+    pub(super) fn code_of(&self, e: u32, r: u64) -> u8 {
+        let r = r as u32 as u64;
+        let p = (e as u64 * r) >> 30;
+        let q = (p as u32 as u64 * self.a as u64 + (1u64 << 47)) >> 48;
+        (q + self.z_out as u64).min(self.qmax as u64) as u8
     }
 }
