@@ -49,26 +49,34 @@ pub const PAIRS: [(&str, &str); 13] = [
     ("ort-int8-dynamic", "ort-fp32"),
 ];
 
-/// Ratios of [`PAIRS`] over every cell of `records`.
+/// `x` over `y` in one cell (both p50 > 0), named `x.engine / denominator`.
+fn ratio(x: &Record, y: &Record, denominator: &str, peer: Option<String>) -> Ratio {
+    Ratio {
+        batch: x.batch,
+        seq: x.seq,
+        threads: x.threads,
+        numerator: x.engine.clone(),
+        denominator: denominator.into(),
+        p50_ratio: x.p50_ms / y.p50_ms,
+        speedup: y.p50_ms / x.p50_ms,
+        peer,
+    }
+}
+
+/// Ratios of [`PAIRS`] over every cell of `records`, then each osq integer engine over the
+/// cell's fastest int8 peer ([`FASTEST_PEER`]).
 pub fn ratios(records: &[Record]) -> Vec<Ratio> {
     let cells: BTreeSet<(usize, usize, usize)> = records.iter().map(|r| r.cell()).collect();
     let mut out = Vec::new();
     for c in cells {
-        let find = |e: &str| records.iter().find(|r| r.cell() == c && r.engine == e);
+        let find = |e: &str| {
+            records
+                .iter()
+                .find(|r| r.cell() == c && r.engine == e && r.p50_ms > 0.0)
+        };
         for (a, b) in PAIRS {
             if let (Some(x), Some(y)) = (find(a), find(b)) {
-                if x.p50_ms > 0.0 && y.p50_ms > 0.0 {
-                    out.push(Ratio {
-                        batch: c.0,
-                        seq: c.1,
-                        threads: c.2,
-                        numerator: a.into(),
-                        denominator: b.into(),
-                        p50_ratio: x.p50_ms / y.p50_ms,
-                        speedup: y.p50_ms / x.p50_ms,
-                        peer: None,
-                    });
-                }
+                out.push(ratio(x, y, b, None));
             }
         }
         let fastest = records
@@ -76,19 +84,8 @@ pub fn ratios(records: &[Record]) -> Vec<Ratio> {
             .filter(|r| r.cell() == c && crate::peers::is_int8_peer(&r.engine) && r.p50_ms > 0.0)
             .min_by(|a, b| a.p50_ms.total_cmp(&b.p50_ms));
         if let Some(y) = fastest {
-            for a in ["osq-int8", "osq-int4"] {
-                if let Some(x) = find(a).filter(|x| x.p50_ms > 0.0) {
-                    out.push(Ratio {
-                        batch: c.0,
-                        seq: c.1,
-                        threads: c.2,
-                        numerator: a.into(),
-                        denominator: FASTEST_PEER.into(),
-                        p50_ratio: x.p50_ms / y.p50_ms,
-                        speedup: y.p50_ms / x.p50_ms,
-                        peer: Some(y.engine.clone()),
-                    });
-                }
+            for x in ["osq-int8", "osq-int4"].into_iter().filter_map(find) {
+                out.push(ratio(x, y, FASTEST_PEER, Some(y.engine.clone())));
             }
         }
     }

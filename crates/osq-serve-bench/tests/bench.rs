@@ -129,10 +129,7 @@ fn one_and_two_threads_give_identical_outputs() {
         assert_eq!(res.identity.len(), 2 * 2 * es.len());
         res.assert_identical().unwrap();
         assert!(res.records.iter().all(|r| r.runs >= 3 && r.runs <= 5));
-        assert!(res
-            .records
-            .iter()
-            .all(|r| r.gmac.is_some_and(|g| g > 0.0)));
+        assert!(res.records.iter().all(|r| r.gmac.is_some_and(|g| g > 0.0)));
         assert_eq!(lines.len(), 8);
     }
 }
