@@ -5,8 +5,6 @@
 //! over `CHAINS` independent accumulators (enough to cover the instruction's latency times its
 //! throughput on both), on register-resident operands: no memory traffic, the pure issue rate.
 
-use std::time::Instant;
-
 /// Independent accumulator chains of the probe (latency 4–5 cycles × up to 2 per cycle, with slack).
 pub const CHAINS: usize = 12;
 
@@ -15,6 +13,7 @@ pub const CHAINS: usize = 12;
 pub fn vnni_zmm_macs_per_second(seconds: f64) -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     {
+        use std::time::Instant;
         if crate::Isa::Avx512Vnni.require().is_err() {
             return None;
         }

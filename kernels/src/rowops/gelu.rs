@@ -30,6 +30,7 @@ pub struct GeluLut {
     pub(super) bias: Vec<i64>,
     /// The same bias as i32 when every `b` fits (the usual case): the AVX-512 path then forms
     /// `sat_i32(y + b)` in 32-bit lanes, with the overflow test instead of widening to 64 bits.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the AVX-512 path only
     pub(super) bias32: Option<Vec<i32>>,
 }
 
