@@ -158,8 +158,8 @@ pub fn time_interleaved(
     Ok(osq)
 }
 
-/// Like [`time_interleaved`], with the ORT engines of `ort` (already given this batch as input)
-/// in the same round robin. Returns (osq samples, ORT samples), each in engine order.
+/// Like [`time_interleaved`], with the peer engines of `ort` (already given this batch as input)
+/// in the same round robin. Returns (osq samples, peer samples), each in engine order.
 pub fn time_with_peers(
     engines: &[Engine],
     mut ort: Option<&mut PeerTargets>,
@@ -281,7 +281,8 @@ pub fn run_grid(
     run_grid_with_peers(engines, None, sentences, grid, ctxs, progress)
 }
 
-/// [`run_grid`] with ONNX Runtime engines timed in the same interleaved blocks (same inputs).
+/// [`run_grid`] with the peers (ONNX Runtime, OpenVINO) timed in the same interleaved blocks
+/// (same inputs).
 pub fn run_grid_with_peers(
     engines: &[Engine],
     mut ort: Option<&mut PeerTargets>,

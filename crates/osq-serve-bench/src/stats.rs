@@ -69,7 +69,7 @@ pub struct Record {
     pub runs: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_ms: Option<f64>,
-    /// `osq` or `ort`.
+    /// `osq`, `peer` (timed by the peer worker) or `ort` (merged from `tools/onnx_bench.py`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Input fill (`full`/`pad`) for osq records.
@@ -119,11 +119,6 @@ impl Record {
 
     pub fn is_ort(&self) -> bool {
         self.source.as_deref() == Some("ort") || self.engine.starts_with("ort-")
-    }
-
-    /// Measured by a peer (ONNX Runtime, OpenVINO), not by osq.
-    pub fn is_peer(&self) -> bool {
-        self.is_ort() || self.source.as_deref() == Some("peer") || self.engine.starts_with("ov-")
     }
 }
 
