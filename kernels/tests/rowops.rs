@@ -19,6 +19,51 @@ fn tables() -> ([i64; 1024], [i64; 1024]) {
     (hi, lo)
 }
 
+/// A direct table past 2^16 entries (`d_max` ≈ 100,000, as OS parameters of a fine-tuned model
+/// reach): built, and every path equals the scalar one on rows whose spread crosses `d_max`.
+#[test]
+fn softmax_large_direct_table_agrees() {
+    let (hi, lo) = tables();
+    let s = Softmax::new(
+        (943_718_400, 22),
+        (1549082005, 30),
+        16_711_680,
+        0,
+        255,
+        &hi,
+        &lo,
+    )
+    .unwrap();
+    let d_max = s.table_len().expect("d_max ≤ 2^17 gets a direct table");
+    assert!((1 << 16..=1 << 17).contains(&d_max), "{d_max}");
+    // One row holding every d = max − t in 0..d_max + 3: each table entry against the definition
+    // (the exponentials `e`, not only the codes, which would hide a small error).
+    let row: Vec<i32> = (0..d_max as i32 + 3).map(|d| 1000 - d).collect();
+    let (mut e0, mut o0) = (vec![0u32; row.len()], vec![0u8; row.len()]);
+    s.row(Isa::Scalar, &row, &mut e0, &mut o0);
+    for isa in isas() {
+        let (mut e, mut o) = (vec![0u32; row.len()], vec![0u8; row.len()]);
+        s.row(isa, &row, &mut e, &mut o);
+        assert!(e == e0 && o == o0, "{isa:?}: every d of the table");
+    }
+    let mut x = 12345u64;
+    for n in [1usize, 15, 16, 17, 128, 385] {
+        let sc: Vec<i32> = (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((x >> 33) % (2 * d_max as u64)) as i32 - 50_000
+            })
+            .collect();
+        let (mut e0, mut o0) = (vec![0u32; n], vec![0u8; n]);
+        s.row(Isa::Scalar, &sc, &mut e0, &mut o0);
+        for isa in isas() {
+            let (mut e, mut o) = (vec![0u32; n], vec![0u8; n]);
+            s.row(isa, &sc, &mut e, &mut o);
+            assert!(e == e0 && o == o0, "{isa:?} n = {n}");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

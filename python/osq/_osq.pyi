@@ -51,4 +51,5 @@ def calibrate(
     seed: int = 0,
     gamma: bool = True,
     threads: int = 0,
+    max_len: int = 128,
 ) -> dict[str, Any]: ...

@@ -211,9 +211,10 @@ fn bits_of(s: &str) -> PyResult<osq::Bits> {
 }
 
 /// Calibrates the FP32 model `model_dir` on the texts of `data` and writes the parameter
-/// directory `output`; returns the calibration report as a dict.
+/// directory `output`; returns the calibration report as a dict. `max_len`: tokens per text
+/// (longer ones are truncated; 512 for a long-document task).
 #[pyfunction]
-#[pyo3(signature = (model_dir, data, output, method = "minmax", bits = "w8a8", samples = 256, seed = 0, gamma = true, threads = 0))]
+#[pyo3(signature = (model_dir, data, output, method = "minmax", bits = "w8a8", samples = 256, seed = 0, gamma = true, threads = 0, max_len = 128))]
 #[allow(clippy::too_many_arguments)]
 fn calibrate(
     py: Python<'_>,
@@ -226,6 +227,7 @@ fn calibrate(
     seed: u64,
     gamma: bool,
     threads: usize,
+    max_len: usize,
 ) -> PyResult<Py<PyAny>> {
     let opts = osq::CalibOptions {
         method: method_of(method)?,
@@ -234,6 +236,7 @@ fn calibrate(
         seed,
         gamma,
         threads,
+        max_len,
         ..Default::default()
     };
     let report = py

@@ -40,6 +40,11 @@ pub struct CalibrateArgs {
     /// Seed of the sentence sampling (the whole calibration is deterministic for a seed).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Tokens per calibration text, special tokens included (longer texts are truncated; capped
+    /// at the model's max_position_embeddings). Calibrate a long-document task at the length it
+    /// is deployed at, e.g. 512.
+    #[arg(long, default_value_t = osq_calib::data::CALIB_MAX_LEN)]
+    pub max_len: usize,
     /// Batches (of 32) used by the per-node stage of the Token-Wise Clipping coarse search
     /// (0: the reference's single global ratio only).
     #[arg(long, default_value_t = 2)]
@@ -72,6 +77,7 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
         coarse_only: a.coarse_only,
         samples: a.samples,
         seed: a.seed,
+        max_len: a.max_len,
         twc_batches: a.twc_batches,
         osplus_batches: a.osplus_batches,
         threads: a.threads,
@@ -107,7 +113,7 @@ fn load(
     seed: u64,
 ) -> Result<(BertModel, Vec<osq_model::Batch>)> {
     let m = BertModel::load(model).with_context(|| format!("loading model {}", model.display()))?;
-    let b = data::load(data_path, &m.tokenizer, samples, seed)
+    let b = data::load(data_path, &m.tokenizer, samples, seed, data::CALIB_MAX_LEN)
         .with_context(|| format!("reading calibration data {}", data_path.display()))?;
     Ok((m, b))
 }

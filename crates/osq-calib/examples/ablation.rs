@@ -20,7 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     }
     let model = BertModel::load(Path::new(&args[1]))?;
-    let calib = data::load(Path::new(&args[2]), &model.tokenizer, 256, 0)?;
+    let calib = data::load(
+        Path::new(&args[2]),
+        &model.tokenizer,
+        256,
+        0,
+        data::CALIB_MAX_LEN,
+    )?;
     let bits: Vec<BitsConfig> = args
         .get(4)
         .map(|s| s.split(',').filter_map(BitsConfig::parse).collect())

@@ -57,17 +57,31 @@ pub fn sort_by_length(
     Ok(idx.into_iter().filter_map(|i| slots[i].take()).collect())
 }
 
-/// Read, sample, sort by length and tokenize a calibration file.
-pub fn load(path: &Path, tok: &Tokenizer, samples: usize, seed: u64) -> Result<Vec<Batch>> {
+/// Read, sample, sort by length and tokenize a calibration file; each text is truncated to
+/// `max_len` tokens ([`CALIB_MAX_LEN`] for sentences; a long-document task calibrates at its
+/// own length, up to the model's `max_position_embeddings`, where the tokenizer caps it).
+pub fn load(
+    path: &Path,
+    tok: &Tokenizer,
+    samples: usize,
+    seed: u64,
+    max_len: usize,
+) -> Result<Vec<Batch>> {
     if samples == 0 {
         return Err(CalibError::Option {
             option: "--samples".into(),
             msg: "must be at least 1".into(),
         });
     }
+    if max_len < 3 {
+        return Err(CalibError::Option {
+            option: "--max-len".into(),
+            msg: format!("{max_len}: must be at least 3 ([CLS], one token, [SEP])"),
+        });
+    }
     let s = sample(read_sentences(path)?, samples, seed);
-    let s = sort_by_length(tok, s, CALIB_MAX_LEN)?;
-    batches(tok, &s, CALIB_MAX_LEN)
+    let s = sort_by_length(tok, s, max_len)?;
+    batches(tok, &s, max_len)
 }
 
 #[cfg(test)]

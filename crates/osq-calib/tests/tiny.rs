@@ -52,7 +52,7 @@ fn fixture(tag: &str, n: usize) -> Fixture {
 }
 
 fn batches(f: &Fixture) -> Vec<Batch> {
-    data::load(&f.data, &f.model.tokenizer, 256, 0).unwrap()
+    data::load(&f.data, &f.model.tokenizer, 256, 0, data::CALIB_MAX_LEN).unwrap()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -293,8 +293,8 @@ fn params_bytes(f: &Fixture, b: &[Batch], m: Method) -> (Vec<u8>, Vec<u8>) {
 fn same_seed_gives_the_same_bytes() {
     let f = fixture("determinism", 48);
     for m in [Method::Os, Method::OsPlus, Method::Omse] {
-        let b1 = data::load(&f.data, &f.model.tokenizer, 40, 9).unwrap();
-        let b2 = data::load(&f.data, &f.model.tokenizer, 40, 9).unwrap();
+        let b1 = data::load(&f.data, &f.model.tokenizer, 40, 9, data::CALIB_MAX_LEN).unwrap();
+        let b2 = data::load(&f.data, &f.model.tokenizer, 40, 9, data::CALIB_MAX_LEN).unwrap();
         assert_eq!(b1, b2);
         assert_eq!(
             params_bytes(&f, &b1, m),
@@ -303,9 +303,32 @@ fn same_seed_gives_the_same_bytes() {
             m.name()
         );
     }
-    let b3 = data::load(&f.data, &f.model.tokenizer, 40, 10).unwrap();
-    let b1 = data::load(&f.data, &f.model.tokenizer, 40, 9).unwrap();
+    let b3 = data::load(&f.data, &f.model.tokenizer, 40, 10, data::CALIB_MAX_LEN).unwrap();
+    let b1 = data::load(&f.data, &f.model.tokenizer, 40, 9, data::CALIB_MAX_LEN).unwrap();
     assert_ne!(b1, b3, "another seed samples other sentences");
+    std::fs::remove_dir_all(&f.dir).ok();
+}
+
+#[test]
+fn max_len_truncates_the_calibration_texts() {
+    let f = fixture("max-len", 48);
+    let long = data::load(&f.data, &f.model.tokenizer, 40, 9, data::CALIB_MAX_LEN).unwrap();
+    let longest = long.iter().map(|b| b.seq_len).max().unwrap();
+    assert!(
+        longest > 4,
+        "the fixture has sentences of more than 4 tokens ({longest})"
+    );
+    let short = data::load(&f.data, &f.model.tokenizer, 40, 9, 4).unwrap();
+    assert!(short
+        .iter()
+        .all(|b| b.seq_len <= 4 && b.lengths.iter().all(|&l| l <= 4)));
+    // the same 40 sentences, only shorter
+    let count = |bs: &[osq_model::Batch]| bs.iter().map(|b| b.batch).sum::<usize>();
+    assert_eq!(count(&short), count(&long));
+    let e = data::load(&f.data, &f.model.tokenizer, 40, 9, 2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--max-len") && e.contains('2'), "{e}");
     std::fs::remove_dir_all(&f.dir).ok();
 }
 

@@ -150,7 +150,7 @@ unsafe fn softmax_lut(
     let n = scores.len();
     let (tp, sp, ep) = (lut.as_ptr() as *const i32, scores.as_ptr(), e.as_mut_ptr());
     let vmax = _mm512_set1_epi32(max);
-    // The table ends with a 0 at index d_max ≤ 2^16 + 1 (it is built only then): every d ≥ d_max
+    // The table ends with a 0 at index d_max ≤ 2^17 (it is built only then): every d ≥ d_max
     // (unsigned) and every lane past the row reads that entry.
     let dmax = _mm512_set1_epi32((lut.len() - 1) as i32);
     let mut vsum = _mm512_setzero_si512();
