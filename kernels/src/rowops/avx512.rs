@@ -222,7 +222,6 @@ pub(super) unsafe fn gelu(g: &GeluLut, y: &[i32], out: &mut [u8], def: &dyn Fn(i
     let last = (g.entries.len() - 1) as i32;
     // `new` guarantees lo and lo + last·2^shift are i32.
     let lo = _mm512_set1_epi32(g.lo as i32);
-    let end = _mm512_set1_epi32((g.lo + ((last as i64) << g.shift)) as i32);
     let vlast = _mm512_set1_epi32(last);
     let sh = _mm512_set1_epi32(g.shift as i32);
     let mask = _mm512_set1_epi32((1 << g.shift) - 1);
@@ -230,25 +229,22 @@ pub(super) unsafe fn gelu(g: &GeluLut, y: &[i32], out: &mut [u8], def: &dyn Fn(i
     let fb = _mm512_set1_epi32(super::gelu_fallback() as i32);
     let ent = g.entries.as_ptr() as *const i32;
     let b32 = g.bias32.as_ref().map(|b| b.as_ptr());
-    let imax = _mm512_set1_epi32(i32::MAX);
     let mut j = 0;
     while j < n {
         let k = mask16(j, n);
         // SAFETY: the mask limits the load to y[j..n].
         let yv = unsafe { _mm512_maskz_loadu_epi32(k, yp.add(j)) };
-        let h = match b32 {
+        let (h, over) = match b32 {
             Some(b32) => {
                 // SAFETY: the mask limits the load to bias32[j..n] (same length as bias).
                 let b = unsafe { _mm512_maskz_loadu_epi32(k, b32.add(j)) };
-                // sat_i32(y + b): the wrapped sum overflowed iff y and b share a sign that the
-                // sum lacks; then the result is i32::MAX for y ≥ 0, i32::MIN for y < 0.
+                // The wrapped sum y + b overflowed iff y and b share a sign that the sum lacks:
+                // the sign bit of (y ^ s) & (b ^ s), one vpternlogd (truth table 0x42). Such a
+                // lane goes to the definition (which saturates in i64) like an input outside
+                // the table, so its wrapped value is never used.
                 let s = _mm512_add_epi32(yv, b);
-                let over = _mm512_movepi32_mask(_mm512_and_si512(
-                    _mm512_xor_si512(yv, s),
-                    _mm512_xor_si512(b, s),
-                ));
-                let limit = _mm512_xor_si512(_mm512_srai_epi32::<31>(yv), imax);
-                _mm512_mask_mov_epi32(s, over, limit)
+                let over = _mm512_movepi32_mask(_mm512_ternarylogic_epi32::<0x42>(yv, b, s));
+                (s, over)
             }
             None => {
                 let (k0, k1) = (k as u8, (k >> 8) as u8);
@@ -268,12 +264,14 @@ pub(super) unsafe fn gelu(g: &GeluLut, y: &[i32], out: &mut [u8], def: &dyn Fn(i
                     _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(yv)),
                     b1,
                 ));
-                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(h0), h1)
+                (_mm512_inserti64x4::<1>(_mm512_castsi256_si512(h0), h1), 0)
             }
         };
-        let oob = _mm512_cmplt_epi32_mask(h, lo) | _mm512_cmpge_epi32_mask(h, end);
+        // d = h − lo as u32: h ∈ [lo, end) ⟺ d < n·2^shift ⟺ d >> shift < n = last, so the
+        // unsigned minimum with `last` sends every input outside the table to the sentinel.
         let d = _mm512_sub_epi32(h, lo);
-        let idx = _mm512_mask_mov_epi32(_mm512_srlv_epi32(d, sh), oob, vlast);
+        let idx = _mm512_min_epu32(_mm512_srlv_epi32(d, sh), vlast);
+        let idx = _mm512_mask_mov_epi32(idx, over, vlast);
         // SAFETY: every index is at most `last` (out-of-range inputs take the sentinel).
         let e = unsafe { gather16(ent, idx) };
         let from = _mm512_cmpge_epu32_mask(_mm512_and_si512(d, mask), _mm512_and_si512(e, m14));
