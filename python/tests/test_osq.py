@@ -93,3 +93,16 @@ def test_bad_input_raises_with_the_message(params, tmp_path):
     (bad / "quant.safetensors").write_bytes(bytes(b))
     with pytest.raises(ValueError, match="quant.safetensors.*SHA-256"):
         osq.Model(bad)
+
+
+def test_calibrate_max_len_truncates_the_texts(params, tmp_path):
+    """`max_len` caps the tokens of every calibration text (long-document tasks calibrate at
+    their own length); below 3 tokens it is a ValueError naming it."""
+    model = params.parent / "model"
+    data = model / "sentences.txt"
+    full = osq.calibrate(model, data, tmp_path / "full", threads=1)
+    short = osq.calibrate(model, data, tmp_path / "short", threads=1, max_len=4)
+    assert short["samples"] == full["samples"] == len(SENTENCES)
+    assert short["tokens"] <= 4 * len(SENTENCES) < full["tokens"]
+    with pytest.raises(ValueError, match="max-len"):
+        osq.calibrate(model, data, tmp_path / "none", threads=1, max_len=2)
