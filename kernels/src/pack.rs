@@ -62,6 +62,25 @@ impl PackedB {
         let (n, k) = (b.rows(), b.cols());
         let mut p = Self::alloc(WeightFormat::S8, n, k, zero_point as i32 - 128)?;
         let (pb, off) = (p.panel_bytes(), p.offset);
+        #[cfg(target_arch = "x86_64")]
+        if n > 0 && k.is_multiple_of(KG) && nk_avx512(b.stride(), k) {
+            let len = p.panels * pb;
+            // SAFETY: `nk_avx512` checked the features; `b` holds n rows of k bytes `stride`
+            // apart; `buf[off..off + len]` holds every panel; `colsum` has n entries.
+            let (lo, hi) = unsafe {
+                crate::x86::pack_u8_nk_avx512(
+                    b.data().as_ptr(),
+                    n,
+                    k,
+                    b.stride(),
+                    &mut p.buf[off..off + len],
+                    pb,
+                    &mut p.colsum,
+                )
+            };
+            (p.min_code, p.max_code) = (lo as i32, hi as i32);
+            return Ok(p);
+        }
         let (mut lo, mut hi) = (i8::MAX, i8::MIN);
         for nn in 0..n {
             let row = &b.row(nn)[..k];
@@ -94,7 +113,20 @@ impl PackedB {
         let (pb, off) = (p.panel_bytes(), p.offset);
         let (mut lo, mut hi) = (i8::MAX, i8::MIN);
         let zero = vec![0x80u8; n]; // stores as 0: the K padding
-        for g in 0..k.div_ceil(KG) {
+        #[cfg(target_arch = "x86_64")]
+        let simd = crate::dispatch::active_isa().is_ok_and(|i| i != crate::Isa::Scalar);
+        #[cfg(not(target_arch = "x86_64"))]
+        let simd = false;
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            let len = p.panels * pb;
+            let row = |kk: usize| if kk < k { &b.row(kk)[..n] } else { &zero[..] };
+            // SAFETY: SSE2 is x86-64 baseline; every row has n bytes; the panels lie in `buf`.
+            unsafe {
+                crate::x86::pack_u8_kn_groups_sse2(row, n, k, &mut p.buf[off..off + len], pb)
+            };
+        }
+        for g in 0..if simd { 0 } else { k.div_ceil(KG) } {
             let r = |i: usize| {
                 let kk = g * KG + i;
                 if kk < k {
@@ -278,6 +310,17 @@ impl PackedB {
     }
 }
 
+/// Whether `pack_u8_nk` takes its AVX-512 form: the active ISA is AVX-512-VNNI (so `OSQ_ISA`
+/// forces the scalar packer too) and the gather offsets `15·stride + k` fit an i32.
+#[cfg(target_arch = "x86_64")]
+fn nk_avx512(stride: usize, k: usize) -> bool {
+    crate::dispatch::active_isa() == Ok(crate::Isa::Avx512Vnni)
+        && stride
+            .checked_mul(NR - 1)
+            .and_then(|s| s.checked_add(k))
+            .is_some_and(|e| e <= i32::MAX as usize)
+}
+
 /// Sum, min and max of `code − 128` over u8 codes.
 fn stats(row: &[u8]) -> (i32, i8, i8) {
     // On the u8 codes (`c = v − 128` is monotone in `v`): plain u8 sums and min/max, which the
@@ -305,13 +348,23 @@ mod tests {
             (1, 1, 1, 0),
             (17, 13, 20, 255),
             (33, 64, 64, 128),
+            (5, 8, 8, 3),
+            (16, 4, 4, 9),
+            (31, 12, 100, 200),
+            // constant codes (then the range must not see the zeroed lanes of a partial panel)
+            (3, 8, 8, 0),
+            (7, 16, 16, 255),
         ] {
             let data: Vec<u8> = (0..rows * stride)
                 .map(|_| {
                     s = s
                         .wrapping_mul(6364136223846793005)
                         .wrapping_add(1442695040888963407);
-                    (s >> 56) as u8
+                    match (rows, z) {
+                        (3, 0) => 255,
+                        (7, 255) => 0,
+                        _ => (s >> 56) as u8,
+                    }
                 })
                 .collect();
             let m = MatRef::new(&data, rows, cols, stride).unwrap();

@@ -4,6 +4,8 @@ mod avx2;
 mod avx512vnni;
 mod epi256;
 mod epi512;
+mod pack512;
 
 pub(crate) use avx2::gemm_u8_packed_avx2;
 pub(crate) use avx512vnni::gemm_u8_packed_avx512vnni;
+pub(crate) use pack512::{pack_u8_kn_groups_sse2, pack_u8_nk_avx512};
