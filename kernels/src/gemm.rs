@@ -87,6 +87,20 @@ fn check_len(what: &str, got: usize, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// `Σ row` (the definition: a plain sum; rows of A have `K ≤ MAX_K` bytes, so u32 is exact), by
+/// `vpsadbw` on the x86 paths.
+pub fn row_sum_u8(isa: Isa, row: &[u8]) -> u32 {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: an Avx512Vnni isa was `require`d, which checks avx512f/bw.
+        Isa::Avx512Vnni => unsafe { crate::x86::row_sum_u8_avx512(row) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: an Avx2 isa was `require`d, which checks avx2.
+        Isa::Avx2 => unsafe { crate::x86::row_sum_u8_avx2(row) },
+        _ => row.iter().map(|&v| v as u32).sum(),
+    }
+}
+
 /// `out = epilogue(A · Bᵀ)` with A `[M, K]` u8 codes and B packed `[N, K]`.
 pub fn gemm(
     a: MatRef<'_, u8>,
@@ -123,8 +137,9 @@ pub fn gemm(
     let row_add: Vec<i32> = if zb != 0 {
         (0..m)
             .map(|r| {
-                let s: i32 = a.row(r).iter().map(|&v| v as i32).sum();
-                s.wrapping_mul(zb).wrapping_neg()
+                (row_sum_u8(isa, &a.row(r)[..k]) as i32)
+                    .wrapping_mul(zb)
+                    .wrapping_neg()
             })
             .collect()
     } else {

@@ -23,7 +23,7 @@ mod x86;
 
 pub use dispatch::{active_isa, Isa};
 pub use error::{KernelError, Result};
-pub use gemm::{gemm, Epilogue, GemmOptions, Output};
+pub use gemm::{gemm, row_sum_u8, Epilogue, GemmOptions, Output};
 pub use mat::{MatMut, MatRef};
 pub use pack::{PackedB, WeightFormat};
 pub use requant::{quantize_multiplier, Requant};

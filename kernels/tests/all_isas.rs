@@ -352,3 +352,28 @@ fn extreme_sums_at_max_k() {
         check(&c, &isas, &format!("max K a={a_code} w={w_code}"));
     }
 }
+
+/// The zero-point row sums (`vpsadbw` forms) equal the plain sum on every length around the
+/// vector widths, with all-255 rows (the largest sums) and random codes.
+#[test]
+fn row_sums_equal_the_plain_sum() {
+    let mut x = 7u64;
+    for len in (0..200).chain([383, 384, 385, 4096, 32768]) {
+        for fill in [None, Some(255u8), Some(0)] {
+            let row: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    fill.unwrap_or((x >> 56) as u8)
+                })
+                .collect();
+            let want: u32 = row.iter().map(|&v| v as u32).sum();
+            for isa in Isa::available() {
+                assert_eq!(
+                    row_sum_u8(isa, &row),
+                    want,
+                    "{isa:?} len {len} fill {fill:?}"
+                );
+            }
+        }
+    }
+}
