@@ -74,8 +74,14 @@ fn main() {
     } else {
         sm
     };
+    // SM_SPREAD: range of the synthetic scores (40000: d spans the whole direct table of
+    // d_max ≈ 22,600 entries, 90 KiB; 2000: an L1-resident part of it).
+    let sm_spread: u64 = std::env::var("SM_SPREAD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40000);
     let scores: Vec<i32> = (0..128 * 128)
-        .map(|_| (next() % 40000) as i32 - 20000)
+        .map(|_| (next() % sm_spread) as i32 - (sm_spread / 2) as i32)
         .collect();
     let ln = LayerNorm::new(100, 1 << 36, &vec![1i64 << 40; 384], None, 0, 255).unwrap();
     let r: Vec<i32> = (0..128 * 384)

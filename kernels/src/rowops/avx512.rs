@@ -148,7 +148,7 @@ unsafe fn softmax_lut(
     out: &mut [u8],
 ) {
     let n = scores.len();
-    let (tp, sp, ep) = (lut.as_ptr() as *const i32, scores.as_ptr(), e.as_mut_ptr());
+    let (lp, sp, ep) = (lut.as_ptr(), scores.as_ptr(), e.as_mut_ptr());
     let vmax = _mm512_set1_epi32(max);
     // The table ends with a 0 at index d_max ≤ 2^17 (it is built only then): every d ≥ d_max
     // (unsigned) and every lane past the row reads that entry.
@@ -161,8 +161,18 @@ unsafe fn softmax_lut(
         let t = unsafe { _mm512_maskz_loadu_epi32(k, sp.add(j)) };
         // d = max − t as u32 (max ≥ t), clamped to the sentinel.
         let d = _mm512_mask_min_epu32(dmax, k, _mm512_sub_epi32(vmax, t), dmax);
-        // SAFETY: every index is at most d_max = lut.len() − 1.
-        let v = unsafe { gather16(tp, d) };
+        // 16 scalar loads instead of a gather: Zen 4 issues three loads per cycle, and the two
+        // 8-lane gathers cost more (measured 0.86 → 0.79 ns per element at n = 128).
+        let mut ix = [0u32; 16];
+        let mut vals = [0u32; 16];
+        // SAFETY: `ix` is 64 bytes.
+        unsafe { _mm512_storeu_si512(ix.as_mut_ptr() as *mut _, d) };
+        for (v, &x) in vals.iter_mut().zip(&ix) {
+            // SAFETY: every index is at most d_max = lut.len() − 1 (the clamp above).
+            *v = unsafe { *lp.add(x as usize) };
+        }
+        // SAFETY: `vals` is 64 bytes.
+        let v = unsafe { _mm512_loadu_si512(vals.as_ptr() as *const _) };
         vsum = _mm512_add_epi64(vsum, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v)));
         vsum = _mm512_add_epi64(
             vsum,
@@ -272,8 +282,17 @@ pub(super) unsafe fn gelu(g: &GeluLut, y: &[i32], out: &mut [u8], def: &dyn Fn(i
         let d = _mm512_sub_epi32(h, lo);
         let idx = _mm512_min_epu32(_mm512_srlv_epi32(d, sh), vlast);
         let idx = _mm512_mask_mov_epi32(idx, over, vlast);
-        // SAFETY: every index is at most `last` (out-of-range inputs take the sentinel).
-        let e = unsafe { gather16(ent, idx) };
+        // Scalar loads instead of a gather, as in `softmax_lut`.
+        let mut ix = [0u32; 16];
+        let mut vals = [0u32; 16];
+        // SAFETY: `ix` is 64 bytes.
+        unsafe { _mm512_storeu_si512(ix.as_mut_ptr() as *mut _, idx) };
+        for (v, &x) in vals.iter_mut().zip(&ix) {
+            // SAFETY: every index is at most `last` (out-of-range inputs take the sentinel).
+            *v = unsafe { *(ent as *const u32).add(x as usize) };
+        }
+        // SAFETY: `vals` is 64 bytes.
+        let e = unsafe { _mm512_loadu_si512(vals.as_ptr() as *const _) };
         let from = _mm512_cmpge_epu32_mask(_mm512_and_si512(d, mask), _mm512_and_si512(e, m14));
         let code =
             _mm512_mask_blend_epi32(from, _mm512_srli_epi32::<14>(e), _mm512_srli_epi32::<22>(e));
