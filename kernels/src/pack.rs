@@ -113,47 +113,43 @@ impl PackedB {
         let (pb, off) = (p.panel_bytes(), p.offset);
         let (mut lo, mut hi) = (i8::MAX, i8::MIN);
         let zero = vec![0x80u8; n]; // stores as 0: the K padding
-        #[cfg(target_arch = "x86_64")]
-        let simd = crate::dispatch::active_isa().is_ok_and(|i| i != crate::Isa::Scalar);
-        #[cfg(not(target_arch = "x86_64"))]
-        let simd = false;
-        #[cfg(target_arch = "x86_64")]
-        if simd {
-            let len = p.panels * pb;
-            let row = |kk: usize| if kk < k { &b.row(kk)[..n] } else { &zero[..] };
-            // SAFETY: SSE2 is x86-64 baseline; every row has n bytes; the panels lie in `buf`.
-            unsafe {
-                crate::x86::pack_u8_kn_groups_sse2(row, n, k, &mut p.buf[off..off + len], pb)
-            };
-        }
-        for g in 0..if simd { 0 } else { k.div_ceil(KG) } {
-            let r = |i: usize| {
-                let kk = g * KG + i;
-                if kk < k {
-                    &b.row(kk)[..n]
-                } else {
-                    &zero[..]
-                }
-            };
-            let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
-            for pi in 0..n.div_ceil(NR) {
-                let dst = off + pi * pb + g * BLOCK;
-                let cols = pi * NR..(pi * NR + NR).min(n);
-                let out = &mut p.buf[dst..dst + cols.len() * KG];
-                let (q0, q1, q2, q3) = (
-                    &r0[cols.clone()],
-                    &r1[cols.clone()],
-                    &r2[cols.clone()],
-                    &r3[cols],
+        let row = |kk: usize| if kk < k { &b.row(kk)[..n] } else { &zero[..] };
+        if kn_sse2() {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let len = p.panels * pb;
+                // SAFETY: SSE2 is x86-64 baseline; every row has n bytes; the panels lie in `buf`.
+                unsafe {
+                    crate::x86::pack_u8_kn_groups_sse2(row, n, k, &mut p.buf[off..off + len], pb)
+                };
+            }
+        } else {
+            for g in 0..k.div_ceil(KG) {
+                let (r0, r1, r2, r3) = (
+                    row(g * KG),
+                    row(g * KG + 1),
+                    row(g * KG + 2),
+                    row(g * KG + 3),
                 );
-                // One u32 word per column: its 4 codes of this K group, sign-flipped.
-                for (j, o) in out.chunks_exact_mut(KG).enumerate() {
-                    let w = (q0[j] as u32
-                        | (q1[j] as u32) << 8
-                        | (q2[j] as u32) << 16
-                        | (q3[j] as u32) << 24)
-                        ^ 0x8080_8080;
-                    o.copy_from_slice(&w.to_le_bytes());
+                for pi in 0..n.div_ceil(NR) {
+                    let dst = off + pi * pb + g * BLOCK;
+                    let cols = pi * NR..(pi * NR + NR).min(n);
+                    let out = &mut p.buf[dst..dst + cols.len() * KG];
+                    let (q0, q1, q2, q3) = (
+                        &r0[cols.clone()],
+                        &r1[cols.clone()],
+                        &r2[cols.clone()],
+                        &r3[cols],
+                    );
+                    // One u32 word per column: its 4 codes of this K group, sign-flipped.
+                    for (j, o) in out.chunks_exact_mut(KG).enumerate() {
+                        let w = (q0[j] as u32
+                            | (q1[j] as u32) << 8
+                            | (q2[j] as u32) << 16
+                            | (q3[j] as u32) << 24)
+                            ^ 0x8080_8080;
+                        o.copy_from_slice(&w.to_le_bytes());
+                    }
                 }
             }
         }
@@ -319,6 +315,13 @@ fn nk_avx512(stride: usize, k: usize) -> bool {
             .checked_mul(NR - 1)
             .and_then(|s| s.checked_add(k))
             .is_some_and(|e| e <= i32::MAX as usize)
+}
+
+/// Whether `pack_u8_kn` packs its groups with the SSE2 transpose: on x86-64 unless the active
+/// ISA is the scalar one (`OSQ_ISA=scalar` keeps the scalar packer).
+fn kn_sse2() -> bool {
+    cfg!(target_arch = "x86_64")
+        && crate::dispatch::active_isa().is_ok_and(|i| i != crate::Isa::Scalar)
 }
 
 /// Sum, min and max of `code − 128` over u8 codes.

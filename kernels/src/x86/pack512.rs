@@ -1,8 +1,9 @@
-//! AVX-512 form of [`crate::pack::PackedB::pack_u8_nk`] (attention keys, `[N, K]` u8 codes → the
-//! packed layout): one panel of 16 keys is a 16 × (K/4) transpose of 4-byte groups, done as one
+//! SIMD forms of the attention K/V packers of [`crate::pack::PackedB`]. Keys (`pack_u8_nk`,
+//! `[N, K]` u8 codes → the packed layout), AVX-512: one panel of 16 keys is a 16 × (K/4) transpose of 4-byte groups, done as one
 //! 16-lane dword gather per group (one dword from each key row), the sign flip in a masked xor,
 //! the key sums in `vpdpbusd` with all-ones (u8 1 × s8 code, 4 per dword) and the code range in
-//! byte min/max. The scalar packer beside it defines the bytes; `kernels/tests` compares them.
+//! byte min/max. Values (`pack_u8_kn`), SSE2: a 4 × 16 byte transpose per group and panel. The
+//! scalar packers in `pack.rs` define the bytes; its unit test compares them.
 
 use std::arch::x86_64::*;
 
