@@ -65,6 +65,7 @@ pub struct CalibrateArgs {
 
 pub fn run(a: &CalibrateArgs) -> Result<()> {
     let t0 = Instant::now();
+    super::alloc::keep_freed_memory();
     let method: osq::Method = a.method.into();
     let progress = !a.quiet && std::io::stderr().is_terminal();
     if method == osq::Method::OsPlus && !a.no_gamma && progress {

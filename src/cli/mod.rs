@@ -1,6 +1,7 @@
 //! The `osq` command line on the `osq` library: `calibrate` (alias `quantize`), `verify`,
 //! `run`, and the evaluation commands.
 
+pub mod alloc;
 pub mod calibrate;
 pub mod eval;
 pub mod eval_head;
