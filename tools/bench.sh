@@ -9,6 +9,8 @@
 #   ROUNDS=5 tools/bench.sh              # more rounds
 #   GRID=1 tools/bench.sh                # also the grid (GRID_BATCH=1,8,32 × GRID_SEQ=16,64,128,384)
 #   CONCURRENT=1 tools/bench.sh          # also the concurrent mode (4 clients, batching queue)
+#   MODEL=models/all-mpnet-base-v2 OUT=out/bench-mpnet tools/bench.sh   # another model
+#                                        # (tools/fetch_mpnet.sh; peers cached in out/onnx-<name>)
 #
 # Steps: fetch model/data if missing (tools/fetch_model.sh, tools/fetch_data.py); quantize int8
 # (w8a8) and int4 (w4a8) with `osq calibrate --method minmax`; install the bench-only peers
@@ -35,6 +37,8 @@ ENGINES="${ENGINES:-int8,int4}"
 CELLS="${CELLS:-1:16,128,384 32:128}"   # batch:seqs ...
 PEERS="${PEERS:-ort-int8-dynamic,ort-int8-qdq,ort-opt-int8-pt,ort-opt-int8-pc,ov-int8-nncf}"
 CALIB="${CALIB:-data/movie/calib.txt}"
+# Peer models are cached per model: out/onnx for the default, out/onnx-<name> for any other.
+if [[ "$MODEL" == models/all-MiniLM-L6-v2 ]]; then ONNX_OUT="${ONNX_OUT:-out/onnx}"; else ONNX_OUT="${ONNX_OUT:-out/onnx-$(basename "$MODEL")}"; fi
 P8="$OUT/params-w8a8"
 P4="$OUT/params-w4a8"
 
@@ -43,7 +47,11 @@ log() { echo "bench.sh: $*" >&2; }
 # 1. Model and data.
 if [[ ! -f "$MODEL/model.safetensors" ]]; then
   log "fetching the model"
-  tools/fetch_model.sh
+  case "$MODEL" in
+    models/all-MiniLM-L6-v2) tools/fetch_model.sh ;;
+    models/all-mpnet-base-v2) tools/fetch_mpnet.sh ;;
+    *) log "$MODEL/model.safetensors not found"; exit 1 ;;
+  esac
 fi
 if [[ ! -f "$DATA" || ! -f "$CALIB" ]]; then
   log "fetching the data"
@@ -72,11 +80,11 @@ quantize w8a8 "$P8"
 quantize w4a8 "$P4"
 
 # 4. Peer models: tools/onnx_bench.py builds, checks and caches the plain ONNX graph and ORT's
-#    quantized forms in out/onnx (its own timing kept for reference); tools/peers.py builds the
+#    quantized forms in $ONNX_OUT (its own timing kept for reference); tools/peers.py builds the
 #    transformer-optimized ORT graphs and OpenVINO + NNCF int8 (bench-only packages).
 IFS=',' read -r -a TLIST <<<"$THREADS"
 log "ONNX Runtime: build/check the plain-graph models (tools/onnx_bench.py)"
-"$PYTHON" tools/onnx_bench.py --model "$MODEL" --out out/onnx --batch 1 --seq 128 \
+"$PYTHON" tools/onnx_bench.py --model "$MODEL" --out "$ONNX_OUT" --batch 1 --seq 128 \
   --threads "${TLIST[@]}" --runs "$RUNS" --json "$OUT/ort-onnx_bench.json" --check-outputs >&2
 if ! "$PYTHON" -c "import openvino, nncf" 2>/dev/null; then
   log "installing the bench-only peers (tools/requirements-bench.txt)"
@@ -84,7 +92,7 @@ if ! "$PYTHON" -c "import openvino, nncf" 2>/dev/null; then
     || log "peers not installed: OpenVINO and the optimized ORT graphs are skipped"
 fi
 if "$PYTHON" -c "import openvino, nncf" 2>/dev/null; then
-  "$PYTHON" tools/peers.py --model "$MODEL" --out out/onnx >&2
+  "$PYTHON" tools/peers.py --model "$MODEL" --out "$ONNX_OUT" >&2
 fi
 
 # 5. Rounds: osq engines and the peers (embedded worker, --peer-worker) timed in the same
@@ -103,7 +111,7 @@ round() { # dir, extra args...
     first=0
     "$BENCH" --model "$MODEL" --params "$P8" --params-int4 "$P4" --data "$DATA" --engines "$ENGINES" \
       --batch "$b" --seq "$seqs" --threads "$THREADS" --max-seconds "$MAX_SECONDS" --min-runs 20 \
-      --peer-worker --peers "$PEERS" --python "$PYTHON" --out "$rd/b$b" "${mem[@]}" "$@" \
+      --peer-worker --peers "$PEERS" --peer-dir "$ONNX_OUT" --python "$PYTHON" --out "$rd/b$b" "${mem[@]}" "$@" \
       | tee "$rd/b$b.txt"
     files+=("$rd/b$b/results.json")
   done
@@ -126,7 +134,7 @@ if [[ "${GRID:-0}" == 1 ]]; then
   mkdir -p "$OUT/grid"
   "$BENCH" --model "$MODEL" --params "$P8" --params-int4 "$P4" --data "$DATA" --engines "$ENGINES" \
     --batch "${GRID_BATCH:-1,8,32}" --seq "${GRID_SEQ:-16,64,128,384}" --threads "$THREADS" \
-    --max-seconds 1 --min-runs 10 --peer-worker --peers "$PEERS" --python "$PYTHON" --no-memory --out "$OUT/grid" \
+    --max-seconds 1 --min-runs 10 --peer-worker --peers "$PEERS" --peer-dir "$ONNX_OUT" --python "$PYTHON" --no-memory --out "$OUT/grid" \
     | tee "$OUT/grid/summary.txt"
 fi
 if [[ "${CONCURRENT:-0}" == 1 ]]; then

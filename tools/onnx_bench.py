@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ONNX Runtime baseline for osq on the same all-MiniLM-L6-v2 weights.
+"""ONNX Runtime baseline for osq on the same weights (BERT; MPNet with its relative position bias).
 
 Builds a plain BERT-encoder ONNX graph (opset 17) from models/<name>/model.safetensors + config.json
 with numpy + onnx.helper, checks it against a float64 numpy forward (max abs <= 1e-4), quantizes it with
@@ -116,7 +116,61 @@ def load_model(model_dir):
     w = load_file(os.path.join(model_dir, "model.safetensors"))
     # Some checkpoints prefix every tensor with "bert.".
     w = {k[5:] if k.startswith("bert.") else k: v for k, v in w.items()}
+    if cfg.get("model_type") == "mpnet":
+        cfg, w = mpnet_as_bert(cfg, w)
     return cfg, w
+
+
+# MPNet's relative position bias reaches this far (Hugging Face's MPNetEncoder).
+MPNET_MAX_DISTANCE = 128
+
+
+def mpnet_as_bert(cfg, w):
+    """MPNet in the BERT graph's names: its tensors renamed, one all-zero token type, positions
+    from `pad_token_id + 1` (every benched row is all real tokens), and the relative position
+    bias kept as `encoder.relative_attention_bias.weight` ([buckets, heads], added to the scaled
+    scores of every layer)."""
+    w = {k[6:] if k.startswith("mpnet.") else k: v for k, v in w.items()}
+    ren = {"attention.attn.q.": "attention.self.query.", "attention.attn.k.": "attention.self.key.",
+           "attention.attn.v.": "attention.self.value.", "attention.attn.o.": "attention.output.dense.",
+           "attention.LayerNorm.": "attention.output.LayerNorm."}
+    out = {}
+    for k, v in w.items():
+        for a, b in ren.items():
+            if a in k:
+                k = k.replace(a, b)
+                break
+        out[k] = v
+    h = cfg["hidden_size"]
+    out["embeddings.token_type_embeddings.weight"] = np.zeros((1, h), np.float32)
+    cfg = {**cfg, "pos_offset": cfg.get("pad_token_id", 1) + 1,
+           "relative_buckets": cfg.get("relative_attention_num_buckets", 32)}
+    return cfg, out
+
+
+def relative_bucket(rel, num_buckets):
+    """Hugging Face's MPNet `relative_position_bucket` (log evaluated in float32, as torch does)."""
+    half = num_buckets // 2
+    n = -rel
+    ret = np.where(n < 0, half, 0)
+    n = np.abs(n)
+    max_exact = half // 2
+    ratio = (n.astype(np.float32) / np.float32(max_exact)).astype(np.float32)
+    denom = np.float32(math.log(MPNET_MAX_DISTANCE / max_exact))
+    ratio = np.maximum(ratio, np.float32(1.0))  # n < max_exact takes the exact branch below
+    large = max_exact + ((np.log(ratio) / denom) * np.float32(half - max_exact)).astype(np.int64)
+    large = np.minimum(large, half - 1)
+    return ret + np.where(n < max_exact, n, large)
+
+
+def relative_bias(cfg, w, seq):
+    """The additive bias [heads, seq, seq] of MPNet (None for other models)."""
+    if "relative_buckets" not in cfg:
+        return None
+    pos = np.arange(seq)
+    b = relative_bucket(pos[None, :] - pos[:, None], cfg["relative_buckets"])  # [query, key]
+    table = w["encoder.relative_attention_bias.weight"]  # [buckets, heads]
+    return np.ascontiguousarray(table[b].transpose(2, 0, 1)).astype(np.float32)
 
 
 def load_tokenizer(model_dir, seq):
@@ -185,8 +239,11 @@ def numpy_forward(cfg, w, feeds):
     dh = H // nh
     ids, mask, tt = feeds["input_ids"], feeds["attention_mask"], feeds["token_type_ids"]
     B, S = ids.shape
-    x = (W["embeddings.word_embeddings.weight"][ids] + W["embeddings.position_embeddings.weight"][:S][None]
+    off = cfg.get("pos_offset", 0)
+    x = (W["embeddings.word_embeddings.weight"][ids] + W["embeddings.position_embeddings.weight"][off:off + S][None]
          + W["embeddings.token_type_embeddings.weight"][tt])
+    rel = relative_bias(cfg, w, S)
+    rel = 0.0 if rel is None else rel.astype(np.float64)[None]
     x = np_layernorm(x, W["embeddings.LayerNorm.weight"], W["embeddings.LayerNorm.bias"], eps)
     add_mask = (1.0 - mask.astype(np.float64))[:, None, None, :] * MASK_NEG
     for i in range(cfg["num_hidden_layers"]):
@@ -199,7 +256,7 @@ def numpy_forward(cfg, w, feeds):
             return t.reshape(B, S, nh, dh).transpose(0, 2, 1, 3)
 
         q, k, v = (heads(lin(x, f"attention.self.{n}")) for n in ("query", "key", "value"))
-        s = q @ k.transpose(0, 1, 3, 2) / math.sqrt(dh) + add_mask
+        s = q @ k.transpose(0, 1, 3, 2) / math.sqrt(dh) + rel + add_mask
         s = np.exp(s - s.max(-1, keepdims=True))
         s /= s.sum(-1, keepdims=True)
         ctx = (s @ v).transpose(0, 2, 1, 3).reshape(B, S, H)
@@ -236,6 +293,14 @@ def build_onnx(cfg, w, path):
     const("emb_ln_g", f32(w["embeddings.LayerNorm.weight"]))
     const("emb_ln_b", f32(w["embeddings.LayerNorm.bias"]))
     const("c_zero_1d", np.array([0], np.int64))
+    off = cfg.get("pos_offset", 0)
+    if off:
+        const("c_pos_off", np.array([off], np.int64))
+    rel = relative_bias(cfg, w, cfg["max_position_embeddings"] - off)
+    if rel is not None:
+        const("rel_bias", rel)  # [heads, max_len, max_len], sliced to [heads, S, S]
+        const("c_axes_12", np.array([1, 2], np.int64))
+        const("c_zero_2d", np.array([0, 0], np.int64))
     const("c_one_f", np.array(1.0, np.float32))
     const("c_half_f", np.array(0.5, np.float32))
     const("c_mask_neg", np.array(MASK_NEG, np.float32))
@@ -251,7 +316,14 @@ def build_onnx(cfg, w, path):
     # Gather over Range(0, S) into a Slice with scalar bounds, which its Slice kernel then rejects).
     node("Shape", ["input_ids"], "seq_len", start=1, end=2)
     node("Gather", ["word_emb", "input_ids"], "emb_word", axis=0)
-    node("Slice", ["pos_emb", "c_zero_1d", "seq_len", "c_zero_1d"], "emb_pos")
+    if off:
+        node("Add", ["seq_len", "c_pos_off"], "pos_end")
+        node("Slice", ["pos_emb", "c_pos_off", "pos_end", "c_zero_1d"], "emb_pos")
+    else:  # the graph GRAPH_VERSION 3 cached for BERT
+        node("Slice", ["pos_emb", "c_zero_1d", "seq_len", "c_zero_1d"], "emb_pos")
+    if rel is not None:
+        node("Concat", ["seq_len", "seq_len"], "seq_len_2d", axis=0)
+        node("Slice", ["rel_bias", "c_zero_2d", "seq_len_2d", "c_axes_12"], "rel_bias_s")
     node("Gather", ["type_emb", "token_type_ids"], "emb_type", axis=0)
     node("Add", ["emb_word", "emb_pos"], "emb_sum0")
     node("Add", ["emb_sum0", "emb_type"], "emb_sum")
@@ -287,7 +359,11 @@ def build_onnx(cfg, w, path):
         node("Transpose", [t + "v_r"], t + "v_h", perm=[0, 2, 1, 3])  # [B, nh, S, dh]
         node("MatMul", [t + "q_h", t + "k_t"], t + "scores")
         node("Div", [t + "scores", "c_sqrt_dh"], t + "scores_s")  # Div, as exported from PyTorch
-        node("Add", [t + "scores_s", "mask_add"], t + "scores_m")
+        if rel is not None:
+            node("Add", [t + "scores_s", "rel_bias_s"], t + "scores_r")
+            node("Add", [t + "scores_r", "mask_add"], t + "scores_m")
+        else:
+            node("Add", [t + "scores_s", "mask_add"], t + "scores_m")
         node("Softmax", [t + "scores_m"], t + "probs", axis=-1)
         node("MatMul", [t + "probs", t + "v_h"], t + "ctx_h")
         node("Transpose", [t + "ctx_h"], t + "ctx_t", perm=[0, 2, 1, 3])
