@@ -155,9 +155,9 @@ def relative_bucket(rel, num_buckets):
     ret = np.where(n < 0, half, 0)
     n = np.abs(n)
     max_exact = half // 2
-    ratio = (n.astype(np.float32) / np.float32(max_exact)).astype(np.float32)
+    # n < max_exact takes the exact branch below: keep log's argument ≥ 1 there
+    ratio = np.maximum(n.astype(np.float32) / np.float32(max_exact), np.float32(1.0))
     denom = np.float32(math.log(MPNET_MAX_DISTANCE / max_exact))
-    ratio = np.maximum(ratio, np.float32(1.0))  # n < max_exact takes the exact branch below
     large = max_exact + ((np.log(ratio) / denom) * np.float32(half - max_exact)).astype(np.int64)
     large = np.minimum(large, half - 1)
     return ret + np.where(n < max_exact, n, large)
@@ -359,11 +359,10 @@ def build_onnx(cfg, w, path):
         node("Transpose", [t + "v_r"], t + "v_h", perm=[0, 2, 1, 3])  # [B, nh, S, dh]
         node("MatMul", [t + "q_h", t + "k_t"], t + "scores")
         node("Div", [t + "scores", "c_sqrt_dh"], t + "scores_s")  # Div, as exported from PyTorch
+        scores = t + "scores_s"
         if rel is not None:
-            node("Add", [t + "scores_s", "rel_bias_s"], t + "scores_r")
-            node("Add", [t + "scores_r", "mask_add"], t + "scores_m")
-        else:
-            node("Add", [t + "scores_s", "mask_add"], t + "scores_m")
+            scores = node("Add", [scores, "rel_bias_s"], t + "scores_r")
+        node("Add", [scores, "mask_add"], t + "scores_m")
         node("Softmax", [t + "scores_m"], t + "probs", axis=-1)
         node("MatMul", [t + "probs", t + "v_h"], t + "ctx_h")
         node("Transpose", [t + "ctx_h"], t + "ctx_t", perm=[0, 2, 1, 3])
