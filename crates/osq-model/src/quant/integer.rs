@@ -570,9 +570,9 @@ impl IntegerModel {
                         )
                         .map_err(kerr("Q·Kᵀ"))?;
                         if let Some((b, table)) = &rel {
-                            let u = b.head(hd);
+                            let by = crate::relative::units_by_offset(table, b.head(hd));
                             for (i, row) in scores.chunks_exact_mut(len).enumerate() {
-                                crate::relative::add_bias_row_i32(row, i, table, u, b.shift);
+                                crate::relative::add_bias_row_i32_by_offset(row, i, &by, b.shift);
                             }
                         }
                         clk.add(7, &mut t0);
