@@ -8,7 +8,7 @@ use osq_calib::{CalibReport, Progress};
 use osq_model::quant::{format, QuantModel, QuantParams};
 use osq_model::BertModel;
 
-pub use osq_calib::Method;
+pub use osq_calib::{Loss, Method};
 pub use osq_model::quant::BitsConfig as Bits;
 
 use crate::error::{Error, Result};
@@ -37,6 +37,9 @@ pub struct CalibOptions {
     pub twc_batches: usize,
     /// Batches of the OS+ shift/scale search (0: all).
     pub osplus_batches: usize,
+    /// What Token-Wise Clipping compares with the FP32 model: every token's final hidden state
+    /// (the default), or the task head's logits (the OS reference's loss for fine-tuned models).
+    pub loss: Loss,
     /// Threads (0: all cores; capped at the machine's parallelism).
     pub threads: usize,
     /// Progress bars on stderr.
@@ -55,6 +58,7 @@ impl Default for CalibOptions {
             max_len: osq_calib::data::CALIB_MAX_LEN,
             twc_batches: 2,
             osplus_batches: 0,
+            loss: Loss::Hidden,
             threads: 0,
             progress: false,
         }
@@ -96,6 +100,7 @@ pub fn calibrate(
     o.coarse_only = opts.coarse_only;
     o.per_node_batches = opts.twc_batches;
     o.osplus_batches = opts.osplus_batches;
+    o.loss = opts.loss;
     o.threads = opts.threads;
     o.progress = Progress::new(opts.progress);
     let c = osq_calib::calibrate(&m.weights, &batches, &o)?;

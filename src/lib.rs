@@ -27,7 +27,7 @@ mod predictions;
 pub mod serve;
 mod verify;
 
-pub use calibrate::{calibrate, Bits, CalibOptions, Calibration, Method};
+pub use calibrate::{calibrate, Bits, CalibOptions, Calibration, Loss, Method};
 pub use embeddings::Embeddings;
 pub use error::{error_message, Error, ErrorKind, Result};
 pub use model::{EmbedOptions, Model, ModelInfo, ModelOptions};

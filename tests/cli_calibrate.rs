@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{model_data_out, osq, s, setup, text};
+use common::{model_data_out, osq, s, setup, text, verify};
 
 /// The command failed with exit 2 (bad input), an `osq: error:` line and no panic.
 fn bad_input(o: &Output) -> String {
@@ -71,15 +71,7 @@ fn calibrate_methods_verify_bit_exact() {
             assert_eq!(mse, mse_mm, "{name}");
             assert_eq!(rep["gamma_migration"], false, "{name}");
         }
-        let o = osq(&[
-            "verify",
-            "--params",
-            s(&out),
-            "--data",
-            s(&data),
-            "--isa",
-            "scalar",
-        ]);
+        let o = verify(&out, &data, "scalar");
         assert!(o.status.success(), "{name}: verify: {}", text(&o));
     }
 }
@@ -202,4 +194,65 @@ fn calibrate_bad_input_gives_clear_errors() {
     ]);
     assert!(bad_input(&o).contains("--act-bits 40"));
     assert!(!out.exists(), "nothing written on bad input");
+}
+
+/// `--loss logits` (the OS reference's loss for fine-tuned models) calibrates a model with a
+/// task head through its logits, records it, stays bit-exact; `auto` picks it for a head model;
+/// a model without a head refuses it with a clear error.
+#[test]
+fn calibrate_logits_loss_on_a_task_head() {
+    let (_tmp, model, data) = setup("cli-calib-loss");
+    let dir = model.parent().unwrap().to_path_buf();
+    let head = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/heads/bert-single");
+    for (loss, recorded) in [
+        ("logits", "logits"),
+        ("auto", "logits"),
+        ("hidden", "hidden"),
+    ] {
+        let out = dir.join(format!("head-{loss}"));
+        let o = osq(&[
+            "calibrate",
+            "--model",
+            s(&head),
+            "--data",
+            s(&data),
+            "--method",
+            "os",
+            "--bits",
+            "w6a6",
+            "--loss",
+            loss,
+            "--quiet",
+            "-o",
+            s(&out),
+        ]);
+        assert!(o.status.success(), "{loss}: {}", text(&o));
+        let rep: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("calibration.json")).unwrap())
+                .unwrap();
+        assert_eq!(rep["loss"], recorded, "{loss}");
+        let c = &rep["coarse"];
+        assert!(
+            c["final_loss"].as_f64().unwrap() <= c["loss_alpha_one"].as_f64().unwrap() + 1e-12,
+            "{loss}: {c}"
+        );
+        let o = verify(&out, &data, "all");
+        assert!(o.status.success(), "{loss}: verify: {}", text(&o));
+    }
+    let headless = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families/bert");
+    let o = osq(&[
+        "calibrate",
+        "--model",
+        s(&headless),
+        "--data",
+        s(&data),
+        "--method",
+        "os",
+        "--loss",
+        "logits",
+        "-o",
+        s(&dir.join("no-head")),
+    ]);
+    assert!(bad_input(&o).contains("task head"), "{}", text(&o));
+    assert!(!dir.join("no-head").exists());
 }

@@ -52,4 +52,5 @@ def calibrate(
     gamma: bool = True,
     threads: int = 0,
     max_len: int = 128,
+    loss: str = "hidden",
 ) -> dict[str, Any]: ...

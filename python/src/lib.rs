@@ -212,9 +212,11 @@ fn bits_of(s: &str) -> PyResult<osq::Bits> {
 
 /// Calibrates the FP32 model `model_dir` on the texts of `data` and writes the parameter
 /// directory `output`; returns the calibration report as a dict. `max_len`: tokens per text
-/// (longer ones are truncated; 512 for a long-document task).
+/// (longer ones are truncated; 512 for a long-document task). `loss`: what Token-Wise Clipping
+/// compares with the FP32 model — `"hidden"` (every token's final hidden state), `"logits"` (a
+/// fine-tuned model's task head) or `"auto"` (logits when the model has a head).
 #[pyfunction]
-#[pyo3(signature = (model_dir, data, output, method = "minmax", bits = "w8a8", samples = 256, seed = 0, gamma = true, threads = 0, max_len = 128))]
+#[pyo3(signature = (model_dir, data, output, method = "minmax", bits = "w8a8", samples = 256, seed = 0, gamma = true, threads = 0, max_len = 128, loss = "hidden"))]
 #[allow(clippy::too_many_arguments)]
 fn calibrate(
     py: Python<'_>,
@@ -228,8 +230,14 @@ fn calibrate(
     gamma: bool,
     threads: usize,
     max_len: usize,
+    loss: &str,
 ) -> PyResult<Py<PyAny>> {
     let opts = osq::CalibOptions {
+        loss: osq::Loss::parse(loss).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "loss {loss:?}: expected one of auto, hidden, logits"
+            ))
+        })?,
         method: method_of(method)?,
         bits: bits_of(bits)?,
         samples,

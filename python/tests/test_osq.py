@@ -83,6 +83,8 @@ def test_bad_input_raises_with_the_message(params, tmp_path):
         m.encode("not a list of str but a str is a sequence" and 5)
     with pytest.raises(ValueError, match="method"):
         osq.calibrate(tmp_path, tmp_path / "x.txt", tmp_path / "out", method="kmeans")
+    with pytest.raises(ValueError, match="loss"):
+        osq.calibrate(tmp_path, tmp_path / "x.txt", tmp_path / "out", method="os", loss="kl")
     # a corrupt parameter file names the file
     bad = tmp_path / "bad"
     bad.mkdir()

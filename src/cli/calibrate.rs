@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use super::values::{BitsArg, MethodArg};
+use super::values::{BitsArg, LossArg, MethodArg};
 
 use osq_calib::engine::LnId;
 use osq_calib::{data, report, Progress};
@@ -52,6 +52,10 @@ pub struct CalibrateArgs {
     /// Batches used by the OS+ shift/scale search (0: all).
     #[arg(long, default_value_t = 0)]
     pub osplus_batches: usize,
+    /// What Token-Wise Clipping (OS, OS+) compares with the FP32 model: every token's final
+    /// hidden state, or a fine-tuned model's logits (the OS reference's loss for GLUE).
+    #[arg(long, value_enum, default_value_t = LossArg::Hidden)]
+    pub loss: LossArg,
     /// Threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -81,6 +85,7 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
         max_len: a.max_len,
         twc_batches: a.twc_batches,
         osplus_batches: a.osplus_batches,
+        loss: a.loss.into(),
         threads: a.threads,
         progress,
     };

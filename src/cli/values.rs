@@ -54,6 +54,27 @@ impl From<MethodArg> for osq::Method {
     }
 }
 
+/// `--loss`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LossArg {
+    /// The task head's logits when the model has one, else hidden states.
+    Auto,
+    /// Every valid token's final hidden state.
+    Hidden,
+    /// The task head's logits (the OS reference's loss for fine-tuned models).
+    Logits,
+}
+
+impl From<LossArg> for osq::Loss {
+    fn from(l: LossArg) -> osq::Loss {
+        match l {
+            LossArg::Auto => osq::Loss::Auto,
+            LossArg::Hidden => osq::Loss::Hidden,
+            LossArg::Logits => osq::Loss::Logits,
+        }
+    }
+}
+
 /// `--isa`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum IsaArg {

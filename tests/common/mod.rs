@@ -70,6 +70,19 @@ pub fn model_data_out<'a>(
     ]
 }
 
+/// `osq verify --params <params> --data <data> --isa <isa>`.
+pub fn verify(params: &Path, data: &Path, isa: &str) -> Output {
+    osq(&[
+        "verify",
+        "--params",
+        s(params),
+        "--data",
+        s(data),
+        "--isa",
+        isa,
+    ])
+}
+
 /// The 160 sentences over the family fixtures' vocabulary (`tests/fixtures/families/`).
 pub fn family_sentences() -> Vec<String> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families/sentences.txt");

@@ -1,6 +1,7 @@
 //! Token-Wise Clipping, fine stage: LSQ+ learning of every activation quantizer's scale and zero
 //! point against the final-output MSE (OS reference `learn_scale`): full backpropagation through
-//! the fake-quantized encoder ([`crate::backward`]), LSQ gradient scale `g = 1/sqrt(numel·qmax)`
+//! the fake-quantized encoder ([`crate::backward`]; the loss and its gradient on the output come
+//! from the [`Objective`]), LSQ gradient scale `g = 1/sqrt(numel·qmax)`
 //! (numel = valid elements of the node in the batch), Adam (β = 0.9/0.999, ε = 1e-8), learning
 //! rate 1e-5 with PyTorch's cosine annealing to 0 over all steps, 3 epochs over the calibration
 //! batches in order. After every step `s ← max(|s|, eps)`, `z ← clamp(z, qmin, qmax)`.
@@ -14,6 +15,7 @@ use osq_model::Batch;
 
 use crate::backward::{backward, BackCtx, QGrads};
 use crate::engine::{Engine, QGraph, QuantSet, Tape};
+use crate::objective::Objective;
 use crate::progress::Progress;
 use crate::twc::output_mse;
 
@@ -81,8 +83,10 @@ fn numel(g: &QGraph, batch: &Batch, n: Node) -> f64 {
 }
 
 /// Learn the quantizers `start` (from the coarse stage). Returns the final quantizers.
+#[allow(clippy::too_many_arguments)]
 pub fn learn(
     g: &QGraph,
+    obj: &Objective,
     batches: &[Batch],
     targets: &[Vec<f32>],
     exec: &ThreadPool,
@@ -91,11 +95,10 @@ pub fn learn(
     progress: &Progress,
 ) -> (QuantSet, FineResult) {
     let nl = g.num_layers();
-    let h = g.w.config.hidden_size;
     let mut quant = start.clone();
     let mut adam = vec![[(Adam::default(), Adam::default()); 9]; nl];
     let total = cfg.epochs * batches.len();
-    let loss_before = output_mse(g, batches, targets, exec, start);
+    let loss_before = output_mse(g, obj, batches, targets, exec, start);
     let bar = progress.bar(total as u64, "TWC fine: LSQ+ scale/zero point");
     let ctx = BackCtx::new(&Engine::new(g, exec, None));
     let mut step = 0usize;
@@ -106,27 +109,8 @@ pub fn learn(
             let eng = Engine::new(g, exec, Some(&quant));
             let mut tape = Tape::default();
             let y = eng.forward(batch, None, Some(&mut tape));
-            // MSE over valid outputs and its gradient
-            let tokens: usize = batch.lengths.iter().sum();
-            let count = (tokens * h).max(1) as f64;
-            let mut dout = vec![0f32; y.len()];
-            let mut loss = 0f64;
-            for (r, ((dr, yr), tr)) in dout
-                .chunks_exact_mut(h)
-                .zip(y.chunks_exact(h))
-                .zip(target.chunks_exact(h))
-                .enumerate()
-            {
-                if batch.mask[r] == 0 {
-                    continue;
-                }
-                for ((d, &a), &b) in dr.iter_mut().zip(yr).zip(tr) {
-                    let e = (a - b) as f64;
-                    loss += e * e;
-                    *d = (2.0 * e / count) as f32;
-                }
-            }
-            ep += loss / count;
+            let (loss, dout) = obj.mse_grad(exec, batch, &y, target);
+            ep += loss;
             let mut grads: QGrads = vec![[(0.0, 0.0); 9]; nl];
             backward(&eng, &ctx, batch, &tape, dout, &mut grads);
             // cosine annealing (PyTorch CosineAnnealingLR, eta_min = 0): lr of this step
@@ -154,7 +138,7 @@ pub fn learn(
         epoch_losses.push(ep / batches.len().max(1) as f64);
     }
     bar.finish_and_clear();
-    let loss_after = output_mse(g, batches, targets, exec, &quant);
+    let loss_after = output_mse(g, obj, batches, targets, exec, &quant);
     let kept = loss_after <= loss_before;
     let res = FineResult {
         config: cfg,

@@ -8,6 +8,7 @@
 //! - [`observe`]: MinMax, mean-of-batches MinMax, Percentile, OMSE;
 //! - [`twc`]: Token-Wise Clipping coarse stage; [`fine`] + [`backward`]: its LSQ+ fine stage;
 //! - [`osplus`]: OS+ channel-wise shifting and scaling;
+//! - [`objective`]: the loss TWC minimizes (hidden states, or a task head's logits);
 //! - [`head`]: the ranges of a sequence head's nodes;
 //! - [`report`]: the paper's Table 1 and Fig. 1 on our model;
 //! - [`data`]: calibration sentences → batches.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod export;
 pub mod fine;
 pub mod head;
+pub mod objective;
 pub mod observe;
 pub mod osplus;
 pub mod progress;
@@ -35,6 +37,8 @@ use osq_model::{Batch, BertWeights};
 
 pub use engine::{QGraph, QuantSet};
 pub use error::{CalibError, Result};
+pub use objective::Loss;
+use objective::Objective;
 pub use progress::Progress;
 
 /// Calibration method.
@@ -96,6 +100,8 @@ pub struct CalibOptions {
     /// Batches used by the OS+ `t` search (0 = all).
     pub osplus_batches: usize,
     pub fine: fine::FineConfig,
+    /// What the TWC stages compare with the FP32 model (hidden states by default).
+    pub loss: Loss,
     /// Threads (0 = all cores).
     pub threads: usize,
     pub progress: Progress,
@@ -111,6 +117,7 @@ impl CalibOptions {
             per_node_batches: 2,
             osplus_batches: 0,
             fine: fine::FineConfig::default(),
+            loss: Loss::default(),
             threads: 0,
             progress: Progress::hidden(),
         }
@@ -154,6 +161,8 @@ pub struct CalibReport {
     pub batches: usize,
     pub tokens: usize,
     pub timings: Timings,
+    /// The output the losses below compare (`hidden` or `logits`).
+    pub loss: Loss,
     /// Output MSE (fake-quant activations, FP32 weights) of the final ranges.
     pub output_mse: f64,
     /// Output MSE of plain MinMax ranges on the same graph, for comparison.
@@ -190,6 +199,13 @@ pub fn calibrate(w: &BertWeights, batches: &[Batch], opts: &CalibOptions) -> Res
     let act_bits = opts.bits.act_bits();
     let mut timings = Timings::default();
     let mut graph = QGraph::new(w.clone(), opts.migrate())?;
+    let obj = Objective::new(w, opts.loss).ok_or_else(|| {
+        CalibError::Failed(
+            "the logits loss needs a model with a task head (*ForSequenceClassification or \
+             *ForTokenClassification); this one has none"
+                .into(),
+        )
+    })?;
 
     let mut osplus_res = None;
     if opts.method == Method::OsPlus {
@@ -225,6 +241,7 @@ pub fn calibrate(w: &BertWeights, batches: &[Batch], opts: &CalibOptions) -> Res
         Method::Os | Method::OsPlus => {
             let (res, r) = twc::coarse(
                 &graph,
+                &obj,
                 batches,
                 &exec,
                 &stats,
@@ -242,7 +259,16 @@ pub fn calibrate(w: &BertWeights, batches: &[Batch], opts: &CalibOptions) -> Res
     let ranges = if matches!(opts.method, Method::Os | Method::OsPlus) && !opts.coarse_only {
         let t = Instant::now();
         let start = observe::quant_set(&ranges, act_bits);
-        let (q, res) = fine::learn(&graph, batches, &stats.targets, &exec, &start, opts.fine, p);
+        let (q, res) = fine::learn(
+            &graph,
+            &obj,
+            batches,
+            &stats.targets,
+            &exec,
+            &start,
+            opts.fine,
+            p,
+        );
         timings.fine = t.elapsed().as_secs_f64();
         fine_res = Some(res);
         fine::ranges_of(&q, &ranges)
@@ -254,9 +280,9 @@ pub fn calibrate(w: &BertWeights, batches: &[Batch], opts: &CalibOptions) -> Res
     check_ranges(&ranges)?;
 
     let q = observe::quant_set(&ranges, act_bits);
-    let output_mse = twc::output_mse(&graph, batches, &stats.targets, &exec, &q);
+    let output_mse = twc::output_mse(&graph, &obj, batches, &stats.targets, &exec, &q);
     let qm = observe::quant_set(&minmax, act_bits);
-    let output_mse_minmax = twc::output_mse(&graph, batches, &stats.targets, &exec, &qm);
+    let output_mse_minmax = twc::output_mse(&graph, &obj, batches, &stats.targets, &exec, &qm);
     timings.total = t0.elapsed().as_secs_f64();
     let label = opts.label();
     let report = CalibReport {
@@ -270,6 +296,7 @@ pub fn calibrate(w: &BertWeights, batches: &[Batch], opts: &CalibOptions) -> Res
             .map(|b| b.lengths.iter().sum::<usize>())
             .sum(),
         timings,
+        loss: obj.kind(),
         output_mse,
         output_mse_minmax,
         coarse: coarse_res,

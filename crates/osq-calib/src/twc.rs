@@ -21,7 +21,8 @@ use osq_model::fp32::ThreadPool;
 use osq_model::quant::{MinMax, Node, NodeRanges};
 use osq_model::Batch;
 
-use crate::engine::{sq_err_valid, Engine, FakeQ, QGraph, QuantSet};
+use crate::engine::{Engine, FakeQ, QGraph, QuantSet};
+use crate::objective::Objective;
 use crate::observe::{Stats, TokenExtremes};
 use crate::progress::Progress;
 
@@ -97,20 +98,21 @@ fn quant_of(stats: &Stats, ratios: &Ratios, act_bits: u32) -> QuantSet {
     crate::observe::quant_set(&ranges_for(stats, ratios), act_bits)
 }
 
-/// Output MSE of a quantizer set over batches (`Σ sq. error / Σ values`, valid tokens).
+/// Output MSE of a quantizer set over batches (`Σ sq. error / Σ values` of the objective's
+/// output: valid tokens' hidden states or the head's logits).
 pub fn output_mse(
     g: &QGraph,
+    obj: &Objective,
     batches: &[Batch],
     targets: &[Vec<f32>],
     exec: &ThreadPool,
     quant: &QuantSet,
 ) -> f64 {
-    let h = g.w.config.hidden_size;
     let eng = Engine::new(g, exec, Some(quant));
     let (mut s, mut n) = (0f64, 0usize);
     for (b, t) in batches.iter().zip(targets) {
         let y = eng.forward(b, None, None);
-        let (bs, bn) = sq_err_valid(b, &y, t, h);
+        let (bs, bn) = obj.sq_err(exec, b, &y, t);
         s += bs;
         n += bn;
     }
@@ -136,6 +138,7 @@ pub struct CoarseResult {
 /// Stage 1: one ratio for all nodes.
 pub fn global_search(
     g: &QGraph,
+    obj: &Objective,
     batches: &[Batch],
     exec: &ThreadPool,
     stats: &Stats,
@@ -150,7 +153,7 @@ pub fn global_search(
     for &a in &grid {
         let ratios = vec![[a; 9]; nl];
         let q = quant_of(stats, &ratios, act_bits);
-        let loss = output_mse(g, batches, &stats.targets, exec, &q);
+        let loss = output_mse(g, obj, batches, &stats.targets, exec, &q);
         curve.push((a, loss));
         if loss < best.1 {
             best = (a, loss);
@@ -178,6 +181,7 @@ pub const REFINE_ORDER: [Node; 8] = [
 #[allow(clippy::too_many_arguments)]
 pub fn per_node_search(
     g: &QGraph,
+    obj: &Objective,
     batches: &[Batch],
     targets: &[Vec<f32>],
     exec: &ThreadPool,
@@ -187,7 +191,6 @@ pub fn per_node_search(
     progress: &Progress,
 ) -> (Ratios, f64) {
     let nl = stats.num_layers();
-    let h = g.w.config.hidden_size;
     let grid = ratio_grid(act_bits);
     let mut ratios = start;
     let mut quant = quant_of(stats, &ratios, act_bits);
@@ -203,7 +206,7 @@ pub fn per_node_search(
             for ll in l..nl {
                 u = eng.layer_stage(ll, b, &u, &mut None, None);
             }
-            let (bs, bn) = sq_err_valid(b, &u, &targets[bi], h);
+            let (bs, bn) = obj.sq_err(exec, b, &u, &targets[bi]);
             s += bs;
             n += bn;
         }
@@ -288,8 +291,10 @@ pub fn per_node_search(
 
 /// The coarse stage: global ratio, then (when `per_node_batches > 0`) per-node refinement on
 /// the first `per_node_batches` batches. Returns the result and the node ranges.
+#[allow(clippy::too_many_arguments)]
 pub fn coarse(
     g: &QGraph,
+    obj: &Objective,
     batches: &[Batch],
     exec: &ThreadPool,
     stats: &Stats,
@@ -298,7 +303,7 @@ pub fn coarse(
     progress: &Progress,
 ) -> (CoarseResult, NodeRanges) {
     let nl = stats.num_layers();
-    let (ga, gl, curve) = global_search(g, batches, exec, stats, act_bits, progress);
+    let (ga, gl, curve) = global_search(g, obj, batches, exec, stats, act_bits, progress);
     let loss_alpha_one = curve.first().map(|c| c.1).unwrap_or(f64::NAN);
     let mut ratios = vec![[ga; 9]; nl];
     let mut final_loss = gl;
@@ -312,6 +317,7 @@ pub fn coarse(
         let sub_t: Vec<Vec<f32>> = pick.iter().map(|&i| stats.targets[i].clone()).collect();
         let (r, _) = per_node_search(
             g,
+            obj,
             &sub_b,
             &sub_t,
             exec,
@@ -322,7 +328,7 @@ pub fn coarse(
         );
         // keep the refinement only if it also helps on the whole calibration set
         let q = quant_of(stats, &r, act_bits);
-        let full = output_mse(g, batches, &stats.targets, exec, &q);
+        let full = output_mse(g, obj, batches, &stats.targets, exec, &q);
         if full <= gl {
             ratios = r;
             final_loss = full;

@@ -147,7 +147,16 @@ fn token_wise_clipping_never_widens_the_minmax_range() {
             }
         }
         // and the coarse search result itself
-        let (_, r) = twc::coarse(&g, &b, &exec, &stats, 6, 1, &Progress::hidden());
+        let (_, r) = twc::coarse(
+            &g,
+            &osq_calib::objective::Objective::hidden(&g.w),
+            &b,
+            &exec,
+            &stats,
+            6,
+            1,
+            &Progress::hidden(),
+        );
         for (lr, lm) in r.layers.iter().zip(&mm.layers) {
             for (x, y) in lr.nodes.iter().zip(&lm.nodes) {
                 if let (Some(x), Some(y)) = (x, y) {
