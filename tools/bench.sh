@@ -6,7 +6,7 @@
 #   tools/bench.sh                       # the peer cells: b1 × s16/s128/s384 and b32 s128, threads 1
 #                                        # and 2, 3 rounds, peers interleaved; then one round with
 #                                        # every engine timed alone (the interleaving check)
-#   ROUNDS=5 tools/bench.sh              # more rounds
+#   ROUNDS=5 tools/bench.sh              # more rounds (ROUNDS=0: only the alone round)
 #   GRID=1 tools/bench.sh                # also the grid (GRID_BATCH=1,8,32 × GRID_SEQ=16,64,128,384)
 #   CONCURRENT=1 tools/bench.sh          # also the concurrent mode (4 clients, batching queue)
 #   MODEL=models/all-mpnet-base-v2 OUT=out/bench-mpnet tools/bench.sh   # another model
@@ -145,9 +145,11 @@ if [[ "${CONCURRENT:-0}" == 1 ]]; then
 fi
 
 # 7. Summary over rounds.
-echo
-echo "== median over $ROUNDS interleaved rounds (each ratio from one round's runs) =="
-"$BENCH" summarize "${interleaved[@]}" | tee "$OUT/summary.txt"
+if [[ ${#interleaved[@]} -gt 0 ]]; then
+  echo
+  echo "== median over $ROUNDS interleaved rounds (each ratio from one round's runs) =="
+  "$BENCH" summarize "${interleaved[@]}" | tee "$OUT/summary.txt"
+fi
 if [[ "${ALONE:-1}" == 1 ]]; then
   echo
   echo "== alone round (engines back to back): the same ratios, to check the interleaving =="
