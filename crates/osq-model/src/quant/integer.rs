@@ -530,10 +530,14 @@ impl IntegerModel {
             let want_probs = traces.is_some();
             let (qr, kr, vr) = (&q, &k, &v);
             let max_len = lengths.iter().copied().max().unwrap_or(0);
-            let rel = ld
-                .rel_bias
-                .as_ref()
-                .map(|b| (b, crate::relative::bucket_table(max_len, b.buckets)));
+            // MPNet: each head's bias by relative offset, once per layer for every sequence.
+            let rel = ld.rel_bias.as_ref().map(|b| {
+                let table = crate::relative::bucket_table(max_len, b.buckets);
+                let by_head: Vec<Vec<i32>> = (0..heads)
+                    .map(|hd| crate::relative::units_by_offset(&table, b.head(hd)))
+                    .collect();
+                (b.shift, by_head)
+            });
             let results: Vec<(Vec<u8>, Vec<u8>)> = (0..nb * heads)
                 .into_par_iter()
                 .map_init(
@@ -569,10 +573,14 @@ impl IntegerModel {
                             &inner,
                         )
                         .map_err(kerr("Q·Kᵀ"))?;
-                        if let Some((b, table)) = &rel {
-                            let by = crate::relative::units_by_offset(table, b.head(hd));
+                        if let Some((shift, by_head)) = &rel {
                             for (i, row) in scores.chunks_exact_mut(len).enumerate() {
-                                crate::relative::add_bias_row_i32_by_offset(row, i, &by, b.shift);
+                                crate::relative::add_bias_row_i32_by_offset(
+                                    row,
+                                    i,
+                                    &by_head[hd],
+                                    *shift,
+                                );
                             }
                         }
                         clk.add(7, &mut t0);
