@@ -73,14 +73,6 @@ impl Objective {
         Some(Objective { head, hidden })
     }
 
-    /// The hidden-state objective.
-    pub fn hidden(w: &BertWeights) -> Objective {
-        Objective {
-            head: None,
-            hidden: w.config.hidden_size,
-        }
-    }
-
     /// The loss actually used (`hidden` or `logits`).
     pub fn kind(&self) -> Loss {
         if self.head.is_some() {

@@ -149,7 +149,8 @@ fn token_wise_clipping_never_widens_the_minmax_range() {
         // and the coarse search result itself
         let (_, r) = twc::coarse(
             &g,
-            &osq_calib::objective::Objective::hidden(&g.w),
+            &osq_calib::objective::Objective::new(&g.w, osq_calib::Loss::Hidden)
+                .expect("the hidden loss applies to every model"),
             &b,
             &exec,
             &stats,
