@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 pub struct CalibOptions {
     /// Calibration method.
     pub method: Method,
-    /// Weight and activation bits.
+    /// Weight and activation bits: the paper's four (`Bits::W8A8`, `W6A6`, `W4A8`, `W4A4`), or
+    /// `Bits::W6A6P8` / `W4A4P8`, which keep the attention probabilities at 8 bits for long
+    /// documents (`Bits::parse("w6a6p8")`).
     pub bits: Bits,
     /// Gamma Migration (OS); OS+ never migrates.
     pub gamma: bool,

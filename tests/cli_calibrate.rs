@@ -22,7 +22,7 @@ fn bad_input(o: &Output) -> String {
 fn calibrate_methods_verify_bit_exact() {
     let (_tmp, model, data) = setup("cli-calib");
     let dir = model.parent().unwrap().to_path_buf();
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 6] = [
         (
             "minmax-w8a8",
             &["--method", "minmax", "--no-gamma", "--bits", "w8a8"],
@@ -35,6 +35,14 @@ fn calibrate_methods_verify_bit_exact() {
         (
             "osplus-w4a8",
             &["--method", "os+", "--bits", "w4a8", "--quiet"],
+        ),
+        (
+            "os-w6a6p8",
+            &["--method", "os", "--bits", "w6a6p8", "--quiet"],
+        ),
+        (
+            "omse-w4a4p8",
+            &["--method", "omse", "--no-gamma", "--bits", "w4a4p8"],
         ),
     ];
     for (name, extra) in cases {
@@ -70,6 +78,23 @@ fn calibrate_methods_verify_bit_exact() {
         if name.starts_with("minmax") {
             assert_eq!(mse, mse_mm, "{name}");
             assert_eq!(rep["gamma_migration"], false, "{name}");
+        }
+        if let Some(bits) = name.strip_suffix("p8") {
+            // the probabilities at 8 bits, every other node at the activation bits
+            let q: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("quant.json")).unwrap())
+                    .unwrap();
+            let act_max = if bits.ends_with("a6") { 63 } else { 15 };
+            assert_eq!(q["probs_bits"], 8, "{name}");
+            for l in q["layers"].as_array().unwrap() {
+                for (node, qp) in l["nodes"].as_object().unwrap() {
+                    let want = if node == "probs" { 255 } else { act_max };
+                    assert_eq!(qp["qmax"], want, "{name} {node}");
+                }
+            }
+            let o = verify(&out, &data, "all");
+            assert!(o.status.success(), "{name}: verify: {}", text(&o));
+            continue;
         }
         let o = verify(&out, &data, "scalar");
         assert!(o.status.success(), "{name}: verify: {}", text(&o));
@@ -148,7 +173,7 @@ fn calibrate_bad_input_gives_clear_errors() {
 
     let t = bad_input(&calib(&model, &data, &["--bits", "w5a5"]));
     assert!(
-        t.contains("w5a5") && t.contains("w8a8, w6a6, w4a8, w4a4"),
+        t.contains("w5a5") && t.contains("w8a8, w6a6, w4a8, w4a4, w6a6p8, w4a4p8"),
         "{t}"
     );
     let t = bad_input(&calib(&model, &data, &["--method", "kmeans"]));

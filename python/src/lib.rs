@@ -205,7 +205,8 @@ fn method_of(s: &str) -> PyResult<osq::Method> {
 fn bits_of(s: &str) -> PyResult<osq::Bits> {
     osq::Bits::parse(s).ok_or_else(|| {
         PyValueError::new_err(format!(
-            "bits {s:?}: expected one of w8a8, w6a6, w4a8, w4a4"
+            "bits {s:?}: expected one of {}",
+            osq::Bits::names()
         ))
     })
 }

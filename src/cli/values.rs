@@ -10,6 +10,10 @@ pub enum BitsArg {
     W6a6,
     W4a8,
     W4a4,
+    /// W6A6 with the attention probabilities at 8 bits (long documents).
+    W6a6p8,
+    /// W4A4 with the attention probabilities at 8 bits (long documents).
+    W4a4p8,
 }
 
 impl From<BitsArg> for osq::Bits {
@@ -19,6 +23,8 @@ impl From<BitsArg> for osq::Bits {
             BitsArg::W6a6 => osq::Bits::W6A6,
             BitsArg::W4a8 => osq::Bits::W4A8,
             BitsArg::W4a4 => osq::Bits::W4A4,
+            BitsArg::W6a6p8 => osq::Bits::W6A6P8,
+            BitsArg::W4a4p8 => osq::Bits::W4A4P8,
         }
     }
 }

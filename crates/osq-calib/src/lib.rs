@@ -196,7 +196,6 @@ pub fn calibrate(w: &BertWeights, batches: &[Batch], opts: &CalibOptions) -> Res
     engine::check_batches(w, batches)?;
     let exec = ThreadPool::new(opts.threads)?;
     let p = &opts.progress;
-    let act_bits = opts.bits.act_bits();
     let mut timings = Timings::default();
     let mut graph = QGraph::new(w.clone(), opts.migrate())?;
     let obj = Objective::new(w, opts.loss).ok_or_else(|| {
@@ -237,7 +236,7 @@ pub fn calibrate(w: &BertWeights, batches: &[Batch], opts: &CalibOptions) -> Res
         Method::MinMax => minmax.clone(),
         Method::MinMaxMean => stats.simple(observe::Simple::MeanMinMax),
         Method::Percentile => stats.simple(observe::Simple::Percentile),
-        Method::Omse => observe::omse(&graph, batches, &exec, &stats, act_bits, p),
+        Method::Omse => observe::omse(&graph, batches, &exec, &stats, opts.bits, p),
         Method::Os | Method::OsPlus => {
             let (res, r) = twc::coarse(
                 &graph,
@@ -245,7 +244,7 @@ pub fn calibrate(w: &BertWeights, batches: &[Batch], opts: &CalibOptions) -> Res
                 batches,
                 &exec,
                 &stats,
-                act_bits,
+                opts.bits,
                 opts.per_node_batches,
                 p,
             );
@@ -258,7 +257,7 @@ pub fn calibrate(w: &BertWeights, batches: &[Batch], opts: &CalibOptions) -> Res
     let mut fine_res = None;
     let ranges = if matches!(opts.method, Method::Os | Method::OsPlus) && !opts.coarse_only {
         let t = Instant::now();
-        let start = observe::quant_set(&ranges, act_bits);
+        let start = observe::quant_set(&ranges, opts.bits);
         let (q, res) = fine::learn(
             &graph,
             &obj,
@@ -279,9 +278,9 @@ pub fn calibrate(w: &BertWeights, batches: &[Batch], opts: &CalibOptions) -> Res
     ranges.head = head::ranges(w, batches, &exec, &ranges, opts.method, opts.bits)?;
     check_ranges(&ranges)?;
 
-    let q = observe::quant_set(&ranges, act_bits);
+    let q = observe::quant_set(&ranges, opts.bits);
     let output_mse = twc::output_mse(&graph, &obj, batches, &stats.targets, &exec, &q);
-    let qm = observe::quant_set(&minmax, act_bits);
+    let qm = observe::quant_set(&minmax, opts.bits);
     let output_mse_minmax = twc::output_mse(&graph, &obj, batches, &stats.targets, &exec, &qm);
     timings.total = t0.elapsed().as_secs_f64();
     let label = opts.label();

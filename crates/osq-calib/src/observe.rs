@@ -7,7 +7,7 @@
 //! sees the shifted/scaled output. Attention probabilities: valid query rows × valid keys.
 
 use osq_model::fp32::ThreadPool;
-use osq_model::quant::{LayerRanges, MinMax, Node, NodeRanges};
+use osq_model::quant::{BitsConfig, LayerRanges, MinMax, Node, NodeRanges};
 use osq_model::Batch;
 use rayon::prelude::*;
 
@@ -312,14 +312,17 @@ impl Stats {
 }
 
 /// Quantizers of a set of node ranges.
-pub fn quant_set(r: &NodeRanges, act_bits: u32) -> QuantSet {
+pub fn quant_set(r: &NodeRanges, bits: BitsConfig) -> QuantSet {
     r.layers
         .iter()
         .map(|lr| {
             let mut q = [None; 9];
             for (i, mm) in lr.nodes.iter().enumerate() {
                 if let Some(mm) = mm {
-                    q[i] = Some(crate::engine::FakeQ::from_range(mm, act_bits));
+                    q[i] = Some(crate::engine::FakeQ::from_range(
+                        mm,
+                        bits.node_bits(Node::ALL[i]),
+                    ));
                 }
             }
             q
@@ -436,7 +439,7 @@ pub fn omse(
     batches: &[Batch],
     exec: &ThreadPool,
     stats: &Stats,
-    act_bits: u32,
+    bits: BitsConfig,
     progress: &Progress,
 ) -> NodeRanges {
     let c = &g.w.config;
@@ -480,7 +483,7 @@ pub fn omse(
         .collect();
     let found: Vec<(usize, Node, MinMax)> = exec.run(|| {
         flat.par_iter()
-            .map(|&(l, n, h)| (l, n, omse_search(h, act_bits)))
+            .map(|&(l, n, h)| (l, n, omse_search(h, bits.node_bits(n))))
             .collect()
     });
     stats.ranges_with(|l, n| {

@@ -18,7 +18,7 @@
 //! re-runs the layers from the node's layer on.
 
 use osq_model::fp32::ThreadPool;
-use osq_model::quant::{MinMax, Node, NodeRanges};
+use osq_model::quant::{BitsConfig, MinMax, Node, NodeRanges};
 use osq_model::Batch;
 
 use crate::engine::{Engine, FakeQ, QGraph, QuantSet};
@@ -94,8 +94,8 @@ pub fn ranges_for(stats: &Stats, ratios: &Ratios) -> NodeRanges {
     stats.ranges_with(|l, n| node_range(stats, l, n, ratios[l][n.index()]))
 }
 
-fn quant_of(stats: &Stats, ratios: &Ratios, act_bits: u32) -> QuantSet {
-    crate::observe::quant_set(&ranges_for(stats, ratios), act_bits)
+fn quant_of(stats: &Stats, ratios: &Ratios, bits: BitsConfig) -> QuantSet {
+    crate::observe::quant_set(&ranges_for(stats, ratios), bits)
 }
 
 /// Output MSE of a quantizer set over batches (`Σ sq. error / Σ values` of the objective's
@@ -142,17 +142,17 @@ pub fn global_search(
     batches: &[Batch],
     exec: &ThreadPool,
     stats: &Stats,
-    act_bits: u32,
+    bits: BitsConfig,
     progress: &Progress,
 ) -> (f64, f64, Vec<(f64, f64)>) {
     let nl = stats.num_layers();
-    let grid = ratio_grid(act_bits);
+    let grid = ratio_grid(bits.act_bits());
     let bar = progress.bar(grid.len() as u64, "TWC coarse: global ratio");
     let mut curve = Vec::with_capacity(grid.len());
     let mut best = (1.0, f64::INFINITY);
     for &a in &grid {
         let ratios = vec![[a; 9]; nl];
-        let q = quant_of(stats, &ratios, act_bits);
+        let q = quant_of(stats, &ratios, bits);
         let loss = output_mse(g, obj, batches, &stats.targets, exec, &q);
         curve.push((a, loss));
         if loss < best.1 {
@@ -186,14 +186,14 @@ pub fn per_node_search(
     targets: &[Vec<f32>],
     exec: &ThreadPool,
     stats: &Stats,
-    act_bits: u32,
+    bits: BitsConfig,
     start: Ratios,
     progress: &Progress,
 ) -> (Ratios, f64) {
     let nl = stats.num_layers();
-    let grid = ratio_grid(act_bits);
+    let grid = ratio_grid(bits.act_bits());
     let mut ratios = start;
-    let mut quant = quant_of(stats, &ratios, act_bits);
+    let mut quant = quant_of(stats, &ratios, bits);
     let loss_from = |quant: &QuantSet, l: usize, cache: &[Vec<f32>], emb: bool| -> f64 {
         let eng = Engine::new(g, exec, Some(quant));
         let (mut s, mut n) = (0f64, 0usize);
@@ -243,7 +243,7 @@ pub fn per_node_search(
                     return;
                 }
                 seen.push(r);
-                quant[l][n.index()] = Some(FakeQ::from_range(&r, act_bits));
+                quant[l][n.index()] = Some(FakeQ::from_range(&r, bits.node_bits(n)));
                 let loss = loss_from(quant, l, &cache, emb);
                 if loss < best.1 {
                     *best = (a, loss);
@@ -266,7 +266,7 @@ pub fn per_node_search(
             ratios[l][n.index()] = best.0;
             quant[l][n.index()] = Some(FakeQ::from_range(
                 &node_range(stats, l, n, best.0),
-                act_bits,
+                bits.node_bits(n),
             ));
             best_loss = best.1;
             if emb {
@@ -298,12 +298,12 @@ pub fn coarse(
     batches: &[Batch],
     exec: &ThreadPool,
     stats: &Stats,
-    act_bits: u32,
+    bits: BitsConfig,
     per_node_batches: usize,
     progress: &Progress,
 ) -> (CoarseResult, NodeRanges) {
     let nl = stats.num_layers();
-    let (ga, gl, curve) = global_search(g, obj, batches, exec, stats, act_bits, progress);
+    let (ga, gl, curve) = global_search(g, obj, batches, exec, stats, bits, progress);
     let loss_alpha_one = curve.first().map(|c| c.1).unwrap_or(f64::NAN);
     let mut ratios = vec![[ga; 9]; nl];
     let mut final_loss = gl;
@@ -322,12 +322,12 @@ pub fn coarse(
             &sub_t,
             exec,
             stats,
-            act_bits,
+            bits,
             ratios.clone(),
             progress,
         );
         // keep the refinement only if it also helps on the whole calibration set
-        let q = quant_of(stats, &r, act_bits);
+        let q = quant_of(stats, &r, bits);
         let full = output_mse(g, obj, batches, &stats.targets, exec, &q);
         if full <= gl {
             ratios = r;

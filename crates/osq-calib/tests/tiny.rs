@@ -154,7 +154,7 @@ fn token_wise_clipping_never_widens_the_minmax_range() {
             &b,
             &exec,
             &stats,
-            6,
+            osq_model::quant::BitsConfig::W6A6,
             1,
             &Progress::hidden(),
         );

@@ -62,7 +62,7 @@ fn load_err(dir: &Path) -> String {
 #[test]
 fn round_trip_is_exact() {
     let t = tiny(11);
-    for bits in BitsConfig::ALL {
+    for bits in BitsConfig::SUPPORTED {
         let p = quantize(&t, bits);
         let dir = temp_dir("quant-fmt").unwrap();
         format::save(&p, &dir, Some(&t.dir)).unwrap();
@@ -90,6 +90,12 @@ fn round_trip_is_exact() {
             format::sha256_hex(&std::fs::read(dir.join("quant.safetensors")).unwrap())
         );
         assert_eq!(v["bits"], bits.name());
+        assert_eq!(v["probs_bits"], bits.probs_bits());
+        for l in v["layers"].as_array().unwrap() {
+            let qmax = |n: &str| l["nodes"][n]["qmax"].as_i64().unwrap();
+            assert_eq!(qmax("probs"), (1 << bits.probs_bits()) - 1, "{bits}");
+            assert_eq!(qmax("context"), (1 << bits.act_bits()) - 1, "{bits}");
+        }
         assert_eq!(v["method"], "minmax");
         assert!(v["layers"][0]["nodes"]["emb"]["scale"].is_number());
         assert!(v["layers"][1]["nodes"].get("emb").is_none());
@@ -284,6 +290,60 @@ fn damaged_files_give_clear_errors() {
     let e = load_err(&d);
     assert!(
         e.contains("files.quant.safetensors") && e.contains("missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn probability_bits_are_checked_against_the_configuration() {
+    let t = tiny(12);
+    let src = temp_dir("quant-fmt-p8").unwrap();
+    format::save(&quantize(&t, BitsConfig::W6A6), &src, Some(&t.dir)).unwrap();
+
+    // a directory written before the P8 configurations has no probs_bits: the activation bits
+    let d = copy_dir(&src);
+    edit_json(&d, |v| {
+        v.as_object_mut().unwrap().remove("probs_bits");
+    });
+    assert_eq!(format::load(&d).unwrap().bits, BitsConfig::W6A6);
+
+    // an 8-bit probability quantizer inside a W6A6 file
+    let d = copy_dir(&src);
+    edit_json(&d, |v| {
+        let n = &mut v["layers"][1]["nodes"]["probs"];
+        n["qmax"] = 255.into();
+        n["scale"] = (1.0 / 255.0).into();
+    });
+    let e = load_err(&d);
+    assert!(
+        e.contains("layers[1].nodes.probs") && e.contains("6-bit activations [0, 63]"),
+        "{e}"
+    );
+
+    // bits says W6A6P8 but the probabilities were quantized at 6 bits
+    let d = copy_dir(&src);
+    edit_json(&d, |v| {
+        v["bits"] = "w6a6p8".into();
+        v["probs_bits"] = 8.into();
+    });
+    let e = load_err(&d);
+    assert!(
+        e.contains("layers[0].nodes.probs") && e.contains("8-bit activations [0, 255]"),
+        "{e}"
+    );
+
+    // probs_bits contradicting bits
+    let d = copy_dir(&src);
+    edit_json(&d, |v| v["probs_bits"] = 8.into());
+    let e = load_err(&d);
+    assert!(e.contains("probs_bits 8") && e.contains("\"w6a6\""), "{e}");
+
+    // an unknown configuration lists the supported ones
+    let d = copy_dir(&src);
+    edit_json(&d, |v| v["bits"] = "w6a6p4".into());
+    let e = load_err(&d);
+    assert!(
+        e.contains("w6a6p4") && e.contains(&BitsConfig::names()),
         "{e}"
     );
 }

@@ -116,6 +116,7 @@ pub fn to_json(p: &QuantParams) -> Value {
         "bits": p.bits.name(),
         "weight_bits": p.bits.weight_bits(),
         "act_bits": p.bits.act_bits(),
+        "probs_bits": p.bits.probs_bits(),
         "method": p.method,
         "eps": p.eps as f32,
         "fixed_frac_bits": FIXED_FRAC_BITS,
@@ -325,6 +326,9 @@ struct Doc {
     bits: String,
     weight_bits: u32,
     act_bits: u32,
+    /// Absent in directories written before the P8 configurations: the activation bits.
+    #[serde(default)]
+    probs_bits: Option<u32>,
     method: String,
     eps: f64,
     fixed_frac_bits: u32,
@@ -655,9 +659,9 @@ pub fn load_files(dir: &Path) -> Result<Loaded> {
     }
 }
 
-/// The activation quantizer of `field`, checked against the activation bits.
-fn node_of(j: &JsonFile, field: &str, x: &NodeDoc, bits: BitsConfig) -> Result<QParams> {
-    let (amin, amax) = bits.act_range();
+/// The activation quantizer of `field`, checked against its `nbits`-bit code range.
+fn node_of(j: &JsonFile, field: &str, x: &NodeDoc, nbits: u32) -> Result<QParams> {
+    let (amin, amax) = (0, (1i32 << nbits) - 1);
     let q = QParams {
         scale: j.f32_in(&format!("{field}.scale"), x.scale, bounds::ACT_SCALE)?,
         zero_point: x.zero_point,
@@ -667,10 +671,7 @@ fn node_of(j: &JsonFile, field: &str, x: &NodeDoc, bits: BitsConfig) -> Result<Q
     if !q.is_valid() || q.qmin != amin || q.qmax != amax {
         return Err(j.err(
             field,
-            format!(
-                "invalid quantizer {q:?} for {}-bit activations [{amin}, {amax}]",
-                bits.act_bits()
-            ),
+            format!("invalid quantizer {q:?} for {nbits}-bit activations [{amin}, {amax}]"),
         ));
     }
     Ok(q)
@@ -708,7 +709,7 @@ fn load_head(
                 lin: t.linear("head.dense", h, h, bits)?,
                 act,
                 s_d: j.fixed_scale("head.dense.absmax", d.absmax, "head.dense.s_d", d.s_d)?,
-                node: node_of(j, "head.dense.node", &d.node, bits)?,
+                node: node_of(j, "head.dense.node", &d.node, bits.act_bits())?,
             })
         }
         (None, false) => None,
@@ -784,14 +785,18 @@ fn load_once(dir: &Path) -> Result<Loaded> {
     let bits = BitsConfig::parse(&doc.bits).ok_or_else(|| {
         j.err(
             "bits",
-            format!("\"{}\" is not one of w8a8, w6a6, w4a8, w4a4", doc.bits),
+            format!("\"{}\" is not one of {}", doc.bits, BitsConfig::names()),
         )
     })?;
-    if doc.weight_bits != bits.weight_bits() || doc.act_bits != bits.act_bits() {
+    let probs_bits = doc.probs_bits.unwrap_or(doc.act_bits);
+    if doc.weight_bits != bits.weight_bits()
+        || doc.act_bits != bits.act_bits()
+        || probs_bits != bits.probs_bits()
+    {
         return Err(j.err(
             "weight_bits",
             format!(
-                "weight_bits {} / act_bits {} do not match bits \"{}\"",
+                "weight_bits {} / act_bits {} / probs_bits {probs_bits} do not match bits \"{}\"",
                 doc.weight_bits, doc.act_bits, doc.bits
             ),
         ));
@@ -873,7 +878,7 @@ fn load_once(dir: &Path) -> Result<Loaded> {
                 .nodes
                 .get(n.name())
                 .ok_or_else(|| j.err(&field, "missing (required)"))?;
-            nodes[n.index()] = Some(node_of(&j, &field, x, bits)?);
+            nodes[n.index()] = Some(node_of(&j, &field, x, bits.node_bits(n))?);
         }
         let pre = format!("layers.{l}");
         let lin = |name: &str, n: usize, k: usize| t.linear(&format!("{pre}.{name}"), n, k, bits);

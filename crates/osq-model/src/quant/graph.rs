@@ -217,7 +217,6 @@ impl QuantParams {
             )));
         }
         let h = c.hidden_size;
-        let ab = bits.act_bits();
         if migrate {
             check_gamma(&w.embeddings.ln, "embeddings.LayerNorm")?;
             for (l, lw) in w.layers.iter().enumerate() {
@@ -268,7 +267,7 @@ impl QuantParams {
                         n.name()
                     )));
                 }
-                nodes[n.index()] = Some(QParams::activation(mm.min, mm.max, ab));
+                nodes[n.index()] = Some(QParams::activation(mm.min, mm.max, bits.node_bits(n)));
             }
             layers.push(QLayerParams {
                 query: QLinear::new(&lw.query, in_gamma, bits),

@@ -9,47 +9,85 @@ use serde::{Deserialize, Serialize};
 /// `torch.finfo(torch.float32).eps`, the scale floor of the OS observers.
 pub const SCALE_EPS: f32 = f32::EPSILON;
 
-/// Weight/activation bit widths of a quantization configuration.
+/// Weight/activation bit widths of a quantization configuration: the paper's four (W8A8, W6A6,
+/// W4A8, W4A4: every activation node at the activation bits), and W6A6P8 / W4A4P8, which keep the
+/// attention probabilities (node 5, the softmax output) at 8 bits. At low activation bits a
+/// uniform quantizer over `[0, 1]` rounds every probability below `1/(2·(2^b − 1))` to zero
+/// (1/126 at 6 bits), so on long sequences (512 tokens: mean probability 1/512) most of the
+/// attention mass is lost; the P8 configurations trade one 8-bit operand of the P·V product for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BitsConfig {
-    W8A8,
-    W6A6,
-    W4A8,
-    W4A4,
+pub struct BitsConfig {
+    weight: u8,
+    act: u8,
+    probs: u8,
 }
 
 impl BitsConfig {
+    pub const W8A8: BitsConfig = BitsConfig::new(8, 8, 8);
+    pub const W6A6: BitsConfig = BitsConfig::new(6, 6, 6);
+    pub const W4A8: BitsConfig = BitsConfig::new(4, 8, 8);
+    pub const W4A4: BitsConfig = BitsConfig::new(4, 4, 4);
+    /// W6A6 with 8-bit attention probabilities.
+    pub const W6A6P8: BitsConfig = BitsConfig::new(6, 6, 8);
+    /// W4A4 with 8-bit attention probabilities.
+    pub const W4A4P8: BitsConfig = BitsConfig::new(4, 4, 8);
+    /// The paper's four configurations (Table 2/4 columns).
     pub const ALL: [BitsConfig; 4] = [
         BitsConfig::W8A8,
         BitsConfig::W6A6,
         BitsConfig::W4A8,
         BitsConfig::W4A4,
     ];
+    /// Every configuration osq accepts: the paper's four, then the 8-bit-probability ones.
+    pub const SUPPORTED: [BitsConfig; 6] = [
+        BitsConfig::W8A8,
+        BitsConfig::W6A6,
+        BitsConfig::W4A8,
+        BitsConfig::W4A4,
+        BitsConfig::W6A6P8,
+        BitsConfig::W4A4P8,
+    ];
+    const fn new(weight: u8, act: u8, probs: u8) -> BitsConfig {
+        BitsConfig { weight, act, probs }
+    }
     pub fn name(self) -> &'static str {
-        match self {
-            BitsConfig::W8A8 => "w8a8",
-            BitsConfig::W6A6 => "w6a6",
-            BitsConfig::W4A8 => "w4a8",
-            BitsConfig::W4A4 => "w4a4",
+        match (self.weight, self.act, self.probs) {
+            (8, 8, 8) => "w8a8",
+            (6, 6, 6) => "w6a6",
+            (4, 8, 8) => "w4a8",
+            (4, 4, 4) => "w4a4",
+            (6, 6, 8) => "w6a6p8",
+            (4, 4, 8) => "w4a4p8",
+            // Fields are private and every constructor is one of the constants above.
+            _ => "unsupported",
         }
     }
+    /// `"w8a8, w6a6, w4a8, w4a4, w6a6p8, w4a4p8"`, for error messages.
+    pub fn names() -> String {
+        Self::SUPPORTED.map(|b| b.name()).join(", ")
+    }
     pub fn parse(s: &str) -> Option<BitsConfig> {
-        Self::ALL
+        Self::SUPPORTED
             .into_iter()
             .find(|b| b.name().eq_ignore_ascii_case(s.trim()))
     }
     pub fn weight_bits(self) -> u32 {
-        match self {
-            BitsConfig::W8A8 => 8,
-            BitsConfig::W6A6 => 6,
-            BitsConfig::W4A8 | BitsConfig::W4A4 => 4,
-        }
+        self.weight as u32
     }
+    /// The activation bits of every node except the attention probabilities.
     pub fn act_bits(self) -> u32 {
-        match self {
-            BitsConfig::W8A8 | BitsConfig::W4A8 => 8,
-            BitsConfig::W6A6 => 6,
-            BitsConfig::W4A4 => 4,
+        self.act as u32
+    }
+    /// The bits of the attention probabilities (node 5).
+    pub fn probs_bits(self) -> u32 {
+        self.probs as u32
+    }
+    /// The bits of activation node `node`.
+    pub fn node_bits(self, node: super::Node) -> u32 {
+        if node == super::Node::Probs {
+            self.probs_bits()
+        } else {
+            self.act_bits()
         }
     }
     /// Weight code range (OS+ symmetric): `(−(2^(b−1) − 1), 2^(b−1) − 1)`.
@@ -60,6 +98,10 @@ impl BitsConfig {
     /// Activation code range: `(0, 2^b − 1)`.
     pub fn act_range(self) -> (i32, i32) {
         (0, (1 << self.act_bits()) - 1)
+    }
+    /// Code range of activation node `node`: `(0, 2^b − 1)` with its [`Self::node_bits`].
+    pub fn node_range(self, node: super::Node) -> (i32, i32) {
+        (0, (1 << self.node_bits(node)) - 1)
     }
 }
 
@@ -227,5 +269,36 @@ mod tests {
         assert_eq!(&codes[3..], &[0, 0, 0]);
         assert_eq!(BitsConfig::W4A8.weight_range(), (-7, 7));
         assert_eq!(BitsConfig::W6A6.act_range(), (0, 63));
+    }
+
+    #[test]
+    fn p8_configurations_widen_only_the_probabilities() {
+        use crate::quant::Node;
+        for b in BitsConfig::SUPPORTED {
+            assert_eq!(BitsConfig::parse(b.name()), Some(b));
+            assert_eq!(BitsConfig::parse(&b.name().to_uppercase()), Some(b));
+            for n in Node::ALL {
+                let want = if n == Node::Probs {
+                    b.probs_bits()
+                } else {
+                    b.act_bits()
+                };
+                assert_eq!(b.node_bits(n), want, "{} {}", b, n.name());
+            }
+        }
+        let p8 = BitsConfig::W6A6P8;
+        assert_eq!(
+            (p8.weight_bits(), p8.act_bits(), p8.probs_bits()),
+            (6, 6, 8)
+        );
+        assert_eq!(p8.node_range(Node::Probs), (0, 255));
+        assert_eq!(p8.node_range(Node::Context), (0, 63));
+        assert_eq!(BitsConfig::W4A4P8.node_range(Node::Gelu), (0, 15));
+        assert_eq!(BitsConfig::W6A6.node_range(Node::Probs), (0, 63));
+        assert_eq!(BitsConfig::parse("w5a5"), None);
+        assert_eq!(
+            BitsConfig::names(),
+            "w8a8, w6a6, w4a8, w4a4, w6a6p8, w4a4p8"
+        );
     }
 }
