@@ -94,6 +94,10 @@ for fam in tests/fixtures/families/*/; do
   echo "$name: NEON (dotprod and not) bit-exact at w8a8 and w6a6"
 done
 
+step "W6A6P8 (8-bit attention probabilities) on aarch64 under qemu: bit-exact"
+qemu_fixture tests/fixtures/families/bert w6a6p8 family-bert-w6a6p8
+echo "bert w6a6p8: NEON (dotprod and not) bit-exact"
+
 step "every family x task head on aarch64 under qemu: head codes and logits bit-exact (w8a8, w6a6)"
 i=0
 for hd in tests/fixtures/heads/*/; do
