@@ -32,7 +32,7 @@ use crate::relative::RelativeBiasTable;
 use super::graph::{LnParams, QLayerParams, QLinear, QTable, QuantParams};
 use super::head::{QHead, QHeadDense};
 use super::minmax::ln_migrated;
-use super::qparams::{BitsConfig, QParams};
+use super::qparams::{act_code_range, BitsConfig, QParams};
 use super::{Node, FIXED_FRAC_BITS};
 
 pub const FORMAT_NAME: &str = "osq-quant";
@@ -661,7 +661,7 @@ pub fn load_files(dir: &Path) -> Result<Loaded> {
 
 /// The activation quantizer of `field`, checked against its `nbits`-bit code range.
 fn node_of(j: &JsonFile, field: &str, x: &NodeDoc, nbits: u32) -> Result<QParams> {
-    let (amin, amax) = (0, (1i32 << nbits) - 1);
+    let (amin, amax) = act_code_range(nbits);
     let q = QParams {
         scale: j.f32_in(&format!("{field}.scale"), x.scale, bounds::ACT_SCALE)?,
         zero_point: x.zero_point,

@@ -97,12 +97,17 @@ impl BitsConfig {
     }
     /// Activation code range: `(0, 2^b − 1)`.
     pub fn act_range(self) -> (i32, i32) {
-        (0, (1 << self.act_bits()) - 1)
+        act_code_range(self.act_bits())
     }
     /// Code range of activation node `node`: `(0, 2^b − 1)` with its [`Self::node_bits`].
     pub fn node_range(self, node: super::Node) -> (i32, i32) {
-        (0, (1 << self.node_bits(node)) - 1)
+        act_code_range(self.node_bits(node))
     }
+}
+
+/// Code range of a `bits`-bit activation quantizer: `(0, 2^bits − 1)`.
+pub fn act_code_range(bits: u32) -> (i32, i32) {
+    (0, (1 << bits) - 1)
 }
 
 impl std::fmt::Display for BitsConfig {
@@ -144,7 +149,8 @@ impl QParams {
 
     /// Activation quantizer for `bits` from an observed range.
     pub fn activation(min: f32, max: f32, bits: u32) -> QParams {
-        Self::asymmetric(min, max, 0, (1 << bits) - 1)
+        let (qmin, qmax) = act_code_range(bits);
+        Self::asymmetric(min, max, qmin, qmax)
     }
 
     /// `clamp(round_half_even(x / s) + z, qmin, qmax)` (the design formula, division).
