@@ -1,12 +1,22 @@
 //! Every compiled path of `osq_kernels::rowops` equals the scalar path on random and extreme rows
 //! (the definitions themselves are checked against osq-model's in its own tests).
 
-use osq_kernels::rowops::{emb_row, CodeRequant, GeluLut, LayerNorm, Residual, Softmax};
+use osq_kernels::rowops::{
+    emb_row, CodeRequant, GeluLut, LayerNorm, Residual, Softmax, TableReads,
+};
 use osq_kernels::Isa;
 use proptest::prelude::*;
 
 fn isas() -> Vec<Isa> {
     Isa::available()
+}
+
+/// Every ISA with every form of the softmax/GELU table reads.
+fn forms() -> Vec<(Isa, TableReads)> {
+    isas()
+        .into_iter()
+        .flat_map(|i| TableReads::ALL.map(|r| (i, r)))
+        .collect()
 }
 
 fn tables() -> ([i64; 1024], [i64; 1024]) {
@@ -41,10 +51,13 @@ fn softmax_large_direct_table_agrees() {
     let row: Vec<i32> = (0..d_max as i32 + 3).map(|d| 1000 - d).collect();
     let (mut e0, mut o0) = (vec![0u32; row.len()], vec![0u8; row.len()]);
     s.row(Isa::Scalar, &row, &mut e0, &mut o0);
-    for isa in isas() {
+    for (isa, reads) in forms() {
         let (mut e, mut o) = (vec![0u32; row.len()], vec![0u8; row.len()]);
-        s.row(isa, &row, &mut e, &mut o);
-        assert!(e == e0 && o == o0, "{isa:?}: every d of the table");
+        s.row_reads(isa, reads, &row, &mut e, &mut o);
+        assert!(
+            e == e0 && o == o0,
+            "{isa:?} {reads:?}: every d of the table"
+        );
     }
     let mut x = 12345u64;
     for n in [1usize, 15, 16, 17, 128, 385] {
@@ -56,10 +69,10 @@ fn softmax_large_direct_table_agrees() {
             .collect();
         let (mut e0, mut o0) = (vec![0u32; n], vec![0u8; n]);
         s.row(Isa::Scalar, &sc, &mut e0, &mut o0);
-        for isa in isas() {
+        for (isa, reads) in forms() {
             let (mut e, mut o) = (vec![0u32; n], vec![0u8; n]);
-            s.row(isa, &sc, &mut e, &mut o);
-            assert!(e == e0 && o == o0, "{isa:?} n = {n}");
+            s.row_reads(isa, reads, &sc, &mut e, &mut o);
+            assert!(e == e0 && o == o0, "{isa:?} {reads:?} n = {n}");
         }
     }
 }
@@ -77,10 +90,13 @@ proptest! {
         let n = sc.len();
         let (mut e0, mut o0) = (vec![0u32; n], vec![0u8; n]);
         s.row(Isa::Scalar, &sc, &mut e0, &mut o0);
-        for isa in isas() {
+        for (isa, reads) in forms() {
             let (mut e, mut o) = (vec![0u32; n], vec![0u8; n]);
-            s.row(isa, &sc, &mut e, &mut o);
+            s.row_reads(isa, reads, &sc, &mut e, &mut o);
             prop_assert_eq!(&o, &o0);
+            if s.table_len().is_some() {
+                prop_assert_eq!(&e[..n], &e0[..n]);
+            }
         }
     }
 
@@ -126,11 +142,13 @@ proptest! {
             res.row(isa, &y, &x, z, &mut r1);
             cr.row(isa, &y, &mut c1);
             emb_row(isa, [&codes, &codes[1..], &codes], muls, &mut e1[..n - 1]);
-            lut.row(isa, &y, &mut g1, &def);
             prop_assert_eq!(&r1, &r0);
             prop_assert_eq!(&c1, &c0);
             prop_assert_eq!(&e1, &e0);
-            prop_assert_eq!(&g1, &g0);
+            for reads in TableReads::ALL {
+                lut.row_reads(isa, reads, &y, &mut g1, &def);
+                prop_assert_eq!(&g1, &g0, "{:?} {:?}", isa, reads);
+            }
         }
     }
 
@@ -152,10 +170,10 @@ proptest! {
         let def = |h: i32| (h as u32 >> 24) as u8;
         let mut g0 = vec![0u8; n];
         lut.row(Isa::Scalar, &y, &mut g0, &def);
-        for isa in isas() {
+        for (isa, reads) in forms() {
             let mut g1 = vec![0u8; n];
-            lut.row(isa, &y, &mut g1, &def);
-            prop_assert_eq!(&g1, &g0);
+            lut.row_reads(isa, reads, &y, &mut g1, &def);
+            prop_assert_eq!(&g1, &g0, "{:?} {:?}", isa, reads);
         }
     }
 }

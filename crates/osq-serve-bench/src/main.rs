@@ -266,6 +266,7 @@ fn machine_meta() -> serde_json::Value {
         "cpu": cpu,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "isa": osq_kernels::active_isa().map(|i| i.name().to_string()).unwrap_or_else(|e| e.to_string()),
+        "table_reads": osq_kernels::rowops::TableReads::active().name(),
         "loadavg": load.trim(),
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "debug_build": cfg!(debug_assertions),
@@ -386,7 +387,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         },
     };
     log(&format!(
-        "grid: batch {:?} × seq {:?} × threads {:?}, engines {}, fill {}, isa {}",
+        "grid: batch {:?} × seq {:?} × threads {:?}, engines {}, fill {}, isa {}, table reads {}",
         grid.batches,
         grid.seqs,
         grid.threads,
@@ -398,7 +399,8 @@ fn bench(a: BenchArgs) -> Result<()> {
         fill.name(),
         osq_kernels::active_isa()
             .map(|i| i.name())
-            .unwrap_or("unavailable")
+            .unwrap_or("unavailable"),
+        osq_kernels::rowops::TableReads::active().name()
     ));
     let mut ort = if a.peer_worker {
         let o = PeerTargets::new(&a.python, a.peer_spin, &a.peer_dir, &a.peers, &mut |l| {

@@ -202,7 +202,10 @@ pub fn cli(
         .map(|(l, what, _)| format!("layer {l} {what}"))
         .collect();
     if slow.is_empty() {
-        println!("every row step runs its fast form");
+        println!(
+            "every row step runs its fast form (softmax/GELU table reads: {})",
+            osq_kernels::rowops::TableReads::active().name()
+        );
     } else {
         println!(
             "row steps on the definition (fast form's bounds not met): {}",

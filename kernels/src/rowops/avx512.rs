@@ -2,15 +2,15 @@
 //! does not vectorize their table lookups well. Same bits as the scalar bodies (`softmax.rs`,
 //! `gelu.rs`; the bounds are argued there): each lane runs the scalar expression with 64-bit
 //! lanes, `vpmuludq` for the 32×32→64 products, 16 elements per step (the even and the odd dwords
-//! of a zmm through `vpmuludq` separately, then merged back in row order); a table read is 16
-//! scalar loads ([`load16`]: the direct softmax table, GELU's u32 table) or, for the two-level
-//! softmax tables, two 8-lane dword gathers ([`gather16`], faster there: 1.77 vs 1.88 ns per
-//! element). Tails use masks; narrowing stores go through a register (the memory
-//! forms of vpmov* are microcoded on Zen 4).
+//! of a zmm through `vpmuludq` separately, then merged back in row order). The direct softmax
+//! table and GELU's u32 table are read by one `vpgatherdd zmm` or by scalar loads, as
+//! [`TableReads`] chose for this CPU; the two-level softmax tables by two 8-lane gathers
+//! ([`gather16`]). Tails use masks; narrowing stores go through a register (the memory forms of
+//! vpmov* are microcoded on Zen 4).
 
 use std::arch::x86_64::*;
 
-use super::{GeluLut, Softmax};
+use super::{GeluLut, Softmax, TableReads};
 
 /// Lanes of valid elements among the 16 starting at `j` of `n`.
 #[inline(always)]
@@ -41,9 +41,9 @@ unsafe fn gather16(t: *const i32, idx: __m512i) -> __m512i {
 }
 
 /// `t[idx[i]]` for the 16 dword lanes, by 16 scalar loads through a stack copy of the indices:
-/// on Zen 4 (three loads per cycle) this beats the two 8-lane `vpgatherdd` it replaced (softmax
-/// direct table 0.86 → 0.79 ns per element at n = 128; s384 softmax 8.74 → 8.18 ms), and gathers
-/// are slow on Intel parts with the gather-data-sampling microcode too.
+/// on Zen 4 (three loads per cycle, slow gathers) this beat two 8-lane `vpgatherdd` (softmax
+/// direct table 0.86 → 0.79 ns per element at n = 128); gathers are slow on Intel parts with the
+/// gather-data-sampling microcode too. The GELU row's [`TableReads::Loads`] form.
 ///
 /// # Safety
 /// Every index must lie inside `t`.
@@ -64,7 +64,13 @@ unsafe fn load16(t: *const i32, idx: __m512i) -> __m512i {
 
 /// Softmax of one row; see `Softmax::body`.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2")]
-pub(super) unsafe fn softmax(s: &Softmax, scores: &[i32], e: &mut [u32], out: &mut [u8]) {
+pub(super) unsafe fn softmax(
+    s: &Softmax,
+    reads: TableReads,
+    scores: &[i32],
+    e: &mut [u32],
+    out: &mut [u8],
+) {
     let n = scores.len();
     if n == 0 {
         return;
@@ -83,7 +89,7 @@ pub(super) unsafe fn softmax(s: &Softmax, scores: &[i32], e: &mut [u32], out: &m
     let max = _mm512_reduce_max_epi32(vmax);
     if let Some(lut) = &s.lut {
         // SAFETY: same features; `lut` holds e(d) for d < lut.len().
-        return unsafe { softmax_lut(s, lut, max, scores, e, out) };
+        return unsafe { softmax_lut(s, reads, lut, max, scores, e, out) };
     }
     // SAFETY: same features.
     unsafe { softmax_two_level(s, max, scores, e, out) }
@@ -159,11 +165,12 @@ unsafe fn softmax_two_level(s: &Softmax, max: i32, scores: &[i32], e: &mut [u32]
     unsafe { normalize(s, sum, scores, e, out) }
 }
 
-/// The row's exponentials from the direct table: `e = d < d_max ? lut[d] : 0`, 16 lanes per
-/// step with one masked dword gather (lanes past the table are masked off and stay 0).
+/// The row's exponentials from the direct table, `e = lut[min(d, d_max)]` (the entry at `d_max`
+/// is 0), by gathers or by scalar loads ([`TableReads`]), then the codes.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2")]
 unsafe fn softmax_lut(
     s: &Softmax,
+    reads: TableReads,
     lut: &[u32],
     max: i32,
     scores: &[i32],
@@ -171,10 +178,25 @@ unsafe fn softmax_lut(
     out: &mut [u8],
 ) {
     let n = scores.len();
-    let (lp, sp, ep) = (lut.as_ptr(), scores.as_ptr(), e.as_mut_ptr());
+    let sum = match reads {
+        // SAFETY: same features; `lut` is non-empty (it ends with the sentinel).
+        TableReads::Gather => unsafe { lut_pass_gather(lut, max, &scores[..n], &mut e[..n]) },
+        TableReads::Loads => lut_pass_loads(lut, max, &scores[..n], &mut e[..n]),
+    };
+    // SAFETY: same features; e[..n] holds the row's exponentials.
+    unsafe { normalize(s, sum, scores, e, out) }
+}
+
+/// `e[j] = lut[min(max − t_j, d_max)]` and their sum, 16 lanes per step with one `vpgatherdd`
+/// (lanes past the row read the sentinel and are not stored).
+///
+/// # Safety
+/// `lut` must not be empty (`d_max = lut.len() − 1`); `e` at least as long as `scores`.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2")]
+unsafe fn lut_pass_gather(lut: &[u32], max: i32, scores: &[i32], e: &mut [u32]) -> u64 {
+    let n = scores.len();
+    let (lp, sp, ep) = (lut.as_ptr() as *const i32, scores.as_ptr(), e.as_mut_ptr());
     let vmax = _mm512_set1_epi32(max);
-    // The table ends with a 0 at index d_max ≤ 2^17 (it is built only then): every d ≥ d_max
-    // (unsigned) and every lane past the row reads that entry.
     let dmax = _mm512_set1_epi32((lut.len() - 1) as i32);
     let mut vsum = _mm512_setzero_si512();
     let mut j = 0;
@@ -182,10 +204,10 @@ unsafe fn softmax_lut(
         let k = mask16(j, n);
         // SAFETY: the mask limits the load to scores[j..n].
         let t = unsafe { _mm512_maskz_loadu_epi32(k, sp.add(j)) };
-        // d = max − t as u32 (max ≥ t), clamped to the sentinel.
+        // d = max − t as u32 (max ≥ t), clamped to the sentinel; lanes past the row read it.
         let d = _mm512_mask_min_epu32(dmax, k, _mm512_sub_epi32(vmax, t), dmax);
         // SAFETY: every index is at most d_max = lut.len() − 1 (the clamp above).
-        let v = unsafe { load16(lp as *const i32, d) };
+        let v = unsafe { _mm512_i32gather_epi32::<4>(d, lp) };
         vsum = _mm512_add_epi64(vsum, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v)));
         vsum = _mm512_add_epi64(
             vsum,
@@ -195,9 +217,24 @@ unsafe fn softmax_lut(
         unsafe { _mm512_mask_storeu_epi32(ep.add(j) as *mut i32, k, v) };
         j += 16;
     }
-    let sum = _mm512_reduce_add_epi64(vsum) as u64;
-    // SAFETY: same features; e[..n] holds the row's exponentials.
-    unsafe { normalize(s, sum, scores, e, out) }
+    _mm512_reduce_add_epi64(vsum) as u64
+}
+
+/// The same pass one element per step in general-purpose registers: the table reads issue as
+/// plain loads, where a vector form without gathers has to move every index out of and every
+/// entry into a zmm lane (LLVM compiles [`load16`] here to `vpextrd`/`vpinsrd` chains; on a Xeon
+/// this form measured softmax 1.58 → 1.34 ms at b1 s128 t1).
+#[inline(never)]
+fn lut_pass_loads(lut: &[u32], max: i32, scores: &[i32], e: &mut [u32]) -> u64 {
+    let dmax = (lut.len() - 1) as u32;
+    let mut sum = 0u64;
+    for (ej, &t) in e.iter_mut().zip(scores) {
+        let d = (max.wrapping_sub(t) as u32).min(dmax);
+        let v = lut[d as usize];
+        *ej = v;
+        sum += v as u64;
+    }
+    sum
 }
 
 /// Probability codes from the exponentials `e[..n]` and their sum (≥ 2^30, see softmax.rs).
@@ -239,7 +276,13 @@ unsafe fn normalize(s: &Softmax, sum: u64, scores: &[i32], e: &mut [u32], out: &
 
 /// GELU codes of one row, 16 lanes; see `GeluLut::body`. Elements in marked buckets go to `def`.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2")]
-pub(super) unsafe fn gelu(g: &GeluLut, y: &[i32], out: &mut [u8], def: &dyn Fn(i32) -> u8) {
+pub(super) unsafe fn gelu(
+    g: &GeluLut,
+    reads: TableReads,
+    y: &[i32],
+    out: &mut [u8],
+    def: &dyn Fn(i32) -> u8,
+) {
     let n = g.bias.len();
     let (yp, bp, op) = (y.as_ptr(), g.bias.as_ptr(), out.as_mut_ptr());
     let last = (g.entries.len() - 1) as i32;
@@ -296,7 +339,12 @@ pub(super) unsafe fn gelu(g: &GeluLut, y: &[i32], out: &mut [u8], def: &dyn Fn(i
         let idx = _mm512_min_epu32(_mm512_srlv_epi32(d, sh), vlast);
         let idx = _mm512_mask_mov_epi32(idx, over, vlast);
         // SAFETY: every index is at most `last` (out-of-range inputs take the sentinel).
-        let e = unsafe { load16(ent, idx) };
+        let e = unsafe {
+            match reads {
+                TableReads::Gather => _mm512_i32gather_epi32::<4>(idx, ent),
+                TableReads::Loads => load16(ent, idx),
+            }
+        };
         let from = _mm512_cmpge_epu32_mask(_mm512_and_si512(d, mask), _mm512_and_si512(e, m14));
         let code =
             _mm512_mask_blend_epi32(from, _mm512_srli_epi32::<14>(e), _mm512_srli_epi32::<22>(e));

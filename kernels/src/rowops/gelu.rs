@@ -8,7 +8,7 @@
 //! fallback bit 31: those elements are recomputed with the caller's definition. A branch-free pass
 //! over 64 elements, then the fallback pass only for chunks that hit a marked bucket.
 
-use super::RowPath;
+use super::{RowPath, TableReads};
 use crate::dispatch::Isa;
 
 /// Bit of an entry that sends the element to the caller's definition.
@@ -84,14 +84,28 @@ impl GeluLut {
     /// `out_j = code(sat_i32(y_j + b_j))` over the row (`y.len() == n()`), with `def(h)` for
     /// elements in marked buckets.
     pub fn row(&self, isa: Isa, y: &[i32], out: &mut [u8], def: &dyn Fn(i32) -> u8) {
+        self.row_reads(isa, TableReads::active(), y, out, def)
+    }
+
+    /// [`GeluLut::row`] with the table reads of the AVX-512 path named (same bits either way).
+    pub fn row_reads(
+        &self,
+        isa: Isa,
+        reads: TableReads,
+        y: &[i32],
+        out: &mut [u8],
+        def: &dyn Fn(i32) -> u8,
+    ) {
         let n = self.n();
         assert!(y.len() == n && out.len() >= n);
         let bias = &self.bias[..];
         #[cfg(target_arch = "x86_64")]
         if super::path(isa) == RowPath::Avx512 {
             // SAFETY: `path` returns Avx512 only when the CPU has those features.
-            return unsafe { super::avx512::gelu(self, y, out, def) };
+            return unsafe { super::avx512::gelu(self, reads, y, out, def) };
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = reads;
         for c0 in (0..n).step_by(CHUNK) {
             let c1 = (c0 + CHUNK).min(n);
             let (yc, bc, oc) = (&y[c0..c1], &bias[c0..c1], &mut out[c0..c1]);

@@ -11,7 +11,8 @@
 //! plain integer Rust: that body is the scalar reference and defines the bits. The x86 paths
 //! (`x86.rs`) compile the same bodies with AVX2 or AVX-512 enabled, so LLVM vectorizes them without
 //! changing a bit; softmax and GELU, whose table lookups LLVM does not vectorize well, have
-//! hand-written AVX-512 forms (`avx512.rs`). aarch64 runs the scalar path. The path follows the GEMM's ISA choice
+//! hand-written AVX-512 forms (`avx512.rs`) whose table reads take the form [`TableReads`] chose for
+//! the CPU. aarch64 runs the scalar path. The path follows the GEMM's ISA choice
 //! (`dispatch`): chosen once, forced with `OSQ_ISA` or per call.
 
 #[cfg(target_arch = "x86_64")]
@@ -21,6 +22,7 @@ mod emb;
 mod gelu;
 mod isqrt;
 mod layernorm;
+mod reads;
 mod requant;
 mod residual;
 mod softmax;
@@ -31,6 +33,7 @@ pub use emb::emb_row;
 pub use gelu::{gelu_fallback, GeluLut};
 pub use isqrt::isqrt_u128;
 pub use layernorm::LayerNorm;
+pub use reads::TableReads;
 pub use requant::CodeRequant;
 pub use residual::Residual;
 pub use softmax::Softmax;

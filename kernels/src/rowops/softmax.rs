@@ -7,7 +7,7 @@
 //! when `sum = 2^30` (then `p = 4e`); otherwise `e·R < 2^62`, `p < 2^32`, `p·A < 2^63` (`A < 2^31`).
 //! All multiplies are then 32×32→64 (`vpmuludq`).
 
-use super::RowPath;
+use super::{RowPath, TableReads};
 use crate::dispatch::Isa;
 
 /// Constants of one layer's softmax in the bounded form.
@@ -151,11 +151,25 @@ impl Softmax {
 
     /// One row of i32 scores → probability codes; `e` is scratch of the row's length.
     pub fn row(&self, isa: Isa, scores: &[i32], e: &mut [u32], out: &mut [u8]) {
+        self.row_reads(isa, TableReads::active(), scores, e, out)
+    }
+
+    /// [`Softmax::row`] with the table reads of the AVX-512 path named (same bits either way).
+    pub fn row_reads(
+        &self,
+        isa: Isa,
+        reads: TableReads,
+        scores: &[i32],
+        e: &mut [u32],
+        out: &mut [u8],
+    ) {
         assert!(e.len() >= scores.len() && out.len() >= scores.len());
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = reads;
         match super::path(isa) {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `path` returns Avx512 only when the CPU has those features.
-            RowPath::Avx512 => unsafe { super::avx512::softmax(self, scores, e, out) },
+            RowPath::Avx512 => unsafe { super::avx512::softmax(self, reads, scores, e, out) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `path` returns Avx2 only when the CPU has AVX2.
             RowPath::Avx2 => unsafe { super::x86::softmax_avx2(self, scores, e, out) },
