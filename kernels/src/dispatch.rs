@@ -1,4 +1,5 @@
-//! Which ISA runs: detected once at first use and cached; `OSQ_ISA=scalar|avx2|avx512vnni|neon|neon-dotprod`
+//! Which ISA runs: detected once at first use and cached;
+//! `OSQ_ISA=scalar|avx2|avx512vnni|amx-int8|neon|neon-dotprod`
 //! forces a path for tests and benches (an unavailable one is an error, never a silent fallback).
 
 use crate::error::{KernelError, Result};
@@ -12,6 +13,9 @@ pub enum Isa {
     Avx2,
     /// x86-64 AVX-512BW + VNNI (`vpdpbusd`).
     Avx512Vnni,
+    /// x86-64 AMX-INT8 (`tdpbusd` on 16 × 64-byte tiles) for the GEMMs whose K is a multiple of
+    /// 64, the AVX-512-VNNI kernel for the rest, AVX-512 row steps.
+    AmxInt8,
     /// aarch64 NEON without dotprod (`smull`/`sadalp` family).
     Neon,
     /// aarch64 NEON with the dotprod extension (`sdot`).
@@ -19,10 +23,11 @@ pub enum Isa {
 }
 
 impl Isa {
-    pub const ALL: [Isa; 5] = [
+    pub const ALL: [Isa; 6] = [
         Isa::Scalar,
         Isa::Avx2,
         Isa::Avx512Vnni,
+        Isa::AmxInt8,
         Isa::Neon,
         Isa::NeonDotprod,
     ];
@@ -32,6 +37,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512Vnni => "avx512vnni",
+            Isa::AmxInt8 => "amx-int8",
             Isa::Neon => "neon",
             Isa::NeonDotprod => "neon-dotprod",
         }
@@ -43,7 +49,7 @@ impl Isa {
             .find(|i| i.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 KernelError::Range(format!(
-                    "unknown ISA '{s}'; expected one of scalar, avx2, avx512vnni, neon, neon-dotprod"
+                    "unknown ISA '{s}'; expected one of scalar, avx2, avx512vnni, amx-int8, neon, neon-dotprod"
                 ))
             })
     }
@@ -61,6 +67,8 @@ impl Isa {
                     && std::arch::is_x86_feature_detected!("avx512vl")
                     && std::arch::is_x86_feature_detected!("avx512vnni")
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::AmxInt8 => Isa::Avx512Vnni.is_available() && crate::x86::amx_int8_available(),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[cfg(target_arch = "aarch64")]
@@ -80,10 +88,16 @@ impl Isa {
 
     /// The fastest available path.
     pub fn best() -> Isa {
-        [Isa::Avx512Vnni, Isa::Avx2, Isa::NeonDotprod, Isa::Neon]
-            .into_iter()
-            .find(|i| i.is_available())
-            .unwrap_or(Isa::Scalar)
+        [
+            Isa::AmxInt8,
+            Isa::Avx512Vnni,
+            Isa::Avx2,
+            Isa::NeonDotprod,
+            Isa::Neon,
+        ]
+        .into_iter()
+        .find(|i| i.is_available())
+        .unwrap_or(Isa::Scalar)
     }
 
     /// Errors when the path cannot run here.

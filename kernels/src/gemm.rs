@@ -70,6 +70,8 @@ fn kernel_for(isa: Isa) -> KernelFn {
         Isa::Avx2 => crate::x86::gemm_u8_packed_avx2,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vnni => crate::x86::gemm_u8_packed_avx512vnni,
+        #[cfg(target_arch = "x86_64")]
+        Isa::AmxInt8 => crate::x86::gemm_u8_packed_amx,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => crate::aarch64::gemm_u8_packed_neon,
         #[cfg(target_arch = "aarch64")]
@@ -92,8 +94,8 @@ fn check_len(what: &str, got: usize, n: usize) -> Result<()> {
 pub fn row_sum_u8(isa: Isa, row: &[u8]) -> u32 {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: an Avx512Vnni isa was `require`d, which checks avx512f/bw.
-        Isa::Avx512Vnni => unsafe { crate::x86::row_sum_u8_avx512(row) },
+        // SAFETY: an Avx512Vnni or AmxInt8 isa was `require`d, which checks avx512f/bw.
+        Isa::Avx512Vnni | Isa::AmxInt8 => unsafe { crate::x86::row_sum_u8_avx512(row) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: an Avx2 isa was `require`d, which checks avx2.
         Isa::Avx2 => unsafe { crate::x86::row_sum_u8_avx2(row) },

@@ -310,11 +310,13 @@ impl PackedB {
 /// forces the scalar packer too) and the gather offsets `15·stride + k` fit an i32.
 #[cfg(target_arch = "x86_64")]
 fn nk_avx512(stride: usize, k: usize) -> bool {
-    crate::dispatch::active_isa() == Ok(crate::Isa::Avx512Vnni)
-        && stride
-            .checked_mul(NR - 1)
-            .and_then(|s| s.checked_add(k))
-            .is_some_and(|e| e <= i32::MAX as usize)
+    matches!(
+        crate::dispatch::active_isa(),
+        Ok(crate::Isa::Avx512Vnni | crate::Isa::AmxInt8)
+    ) && stride
+        .checked_mul(NR - 1)
+        .and_then(|s| s.checked_add(k))
+        .is_some_and(|e| e <= i32::MAX as usize)
 }
 
 /// Whether `pack_u8_kn` packs its groups with the SSE2 transpose: on x86-64 unless the active

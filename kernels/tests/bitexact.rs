@@ -806,3 +806,40 @@ fn forced_unavailable_isa_is_an_error() {
     assert!(tested > 0);
     assert_eq!(Isa::available()[0], Isa::Scalar);
 }
+
+/// The tile shapes of the AMX-INT8 kernel (K a multiple of 64, at least 16 rows) and its edges:
+/// one and two row tiles, row tails below 16 (VNNI rows), odd panel counts and column tails,
+/// strides, random and extreme codes, every B kind, with 1 and 2 threads. Runs on every ISA; on
+/// a CPU with AMX this is where the tile kernel meets the reference.
+#[test]
+fn amx_tile_shapes() {
+    let mut seed = 7000;
+    for &(m, n, k) in &[
+        (16, 16, 64),
+        (32, 32, 64),
+        (17, 33, 128),
+        (47, 50, 192),
+        (64, 96, 384),
+        (128, 40, 256),
+        (40, 1, 64),
+        (15, 48, 64),
+        (33, 16, 1536),
+    ] {
+        for kind in KINDS {
+            for fill in [Fill::Random, Fill::Extremes] {
+                let extremes = matches!(fill, Fill::Extremes);
+                let mut b = Builder::new(m, n, k, kind, seed);
+                b.a_fill = fill;
+                b.b_fill = if extremes {
+                    Fill::Extremes
+                } else {
+                    Fill::Random
+                };
+                b.lda_pad = if seed % 2 == 0 { 0 } else { 5 };
+                b.ldc_pad = 3;
+                b.build().check(&[2]);
+                seed += 1;
+            }
+        }
+    }
+}

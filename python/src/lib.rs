@@ -26,7 +26,7 @@ fn isa_of(name: &str) -> PyResult<osq::Isa> {
         .find(|i| i.name() == name)
         .ok_or_else(|| {
             PyValueError::new_err(format!(
-                "isa {name:?}: expected one of scalar, avx2, avx512vnni, neon, neon-dotprod"
+                "isa {name:?}: expected one of scalar, avx2, avx512vnni, amx-int8, neon, neon-dotprod"
             ))
         })
 }

@@ -89,6 +89,7 @@ pub enum IsaArg {
     Scalar,
     Avx2,
     Avx512vnni,
+    AmxInt8,
     Neon,
     NeonDotprod,
 }
@@ -101,6 +102,7 @@ impl IsaArg {
             IsaArg::Scalar => osq::Isa::Scalar,
             IsaArg::Avx2 => osq::Isa::Avx2,
             IsaArg::Avx512vnni => osq::Isa::Avx512Vnni,
+            IsaArg::AmxInt8 => osq::Isa::AmxInt8,
             IsaArg::Neon => osq::Isa::Neon,
             IsaArg::NeonDotprod => osq::Isa::NeonDotprod,
         };

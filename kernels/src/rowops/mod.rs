@@ -67,9 +67,9 @@ fn avx512_rows() -> bool {
 pub(crate) fn path(isa: Isa) -> RowPath {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni if avx512_rows() => RowPath::Avx512,
+        Isa::Avx512Vnni | Isa::AmxInt8 if avx512_rows() => RowPath::Avx512,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni | Isa::Avx2 if Isa::Avx2.is_available() => RowPath::Avx2,
+        Isa::Avx512Vnni | Isa::AmxInt8 | Isa::Avx2 if Isa::Avx2.is_available() => RowPath::Avx2,
         _ => RowPath::Scalar,
     }
 }
